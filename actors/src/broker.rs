@@ -1,0 +1,510 @@
+//! Broker — the supervisor and the one writer of metadata.
+//!
+//! State it owns: topic and group configuration, the next topic id, the worker arbiters, and the
+//! registry snapshot (`Registry`) that everyone else reads without a message: topic → its queue
+//! actors, group → its actor and subscription view.
+//!
+//! Messages: `CreateTopic`, `DeleteTopic`, `EnsureGroup`, `UpsertGroup`, `DeleteGroup`,
+//! `RegisterAll` (timer: refresh the name-server registration).
+//!
+//! Durability: a metadata change is applied in memory at once (so concurrent requests never
+//! create a topic twice) and acknowledged once the writer made it durable.
+
+use crate::consumer_group::{ConsumerGroup, GroupView, SetConfig};
+use crate::error::BrokerError;
+use crate::model::{GroupConfig, TopicConfig};
+use crate::routes::{RegisterBroker, RemoveTopicRoute, Routes, TopicRoute, UpsertTopicRoute};
+use crate::topic_queue::{QueueLimits, QueueStats, StopQueue, TopicQueue};
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use rocktor_storage::keys::{self, MetaKind};
+use rocktor_storage::{cf, AppendBatch, QueueBounds, Store, Writer};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings the domain needs; the binary builds them from its config.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: u64,
+    /// The address clients reach this broker at; it is written into every stored record and
+    /// so into every offset message id.
+    pub broker_addr: SocketAddr,
+    pub auto_create_topic: bool,
+    pub auto_create_group: bool,
+    pub default_topic_queues: u32,
+    pub max_message_size: usize,
+    pub queue_limits: QueueLimits,
+    pub long_polling: bool,
+    pub workers: usize,
+}
+
+impl BrokerSettings {
+    pub fn standalone(broker_addr: SocketAddr) -> Self {
+        BrokerSettings {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_addr,
+            auto_create_topic: true,
+            auto_create_group: true,
+            default_topic_queues: 8,
+            max_message_size: crate::message::MAX_BODY,
+            queue_limits: QueueLimits::default(),
+            long_polling: true,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+pub struct TopicHandle {
+    pub config: TopicConfig,
+    pub queues: Vec<Addr<TopicQueue>>,
+    pub stats: Vec<Arc<QueueStats>>,
+}
+
+pub struct GroupHandle {
+    pub config: GroupConfig,
+    pub addr: Addr<ConsumerGroup>,
+    pub view: Arc<ArcSwap<GroupView>>,
+}
+
+/// The immutable snapshot of what exists; replaced whole on every metadata change.
+#[derive(Default, Clone)]
+pub struct Registry {
+    pub topics: HashMap<String, Arc<TopicHandle>>,
+    pub groups: HashMap<String, Arc<GroupHandle>>,
+}
+
+/// What start-up recovered, handed to the actor once.
+pub(crate) struct Recovery {
+    pub topics: Vec<TopicConfig>,
+    pub groups: Vec<GroupConfig>,
+    pub bounds: HashMap<(u32, u32), QueueBounds>,
+    pub offsets: HashMap<String, HashMap<(String, u32), i64>>,
+    pub next_topic_id: u32,
+}
+
+pub struct BrokerActor {
+    settings: Arc<BrokerSettings>,
+    store: Store,
+    writer: Writer,
+    registry: Arc<ArcSwap<Registry>>,
+    routes: Addr<Routes>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    next_topic_id: u32,
+    bounds: HashMap<(u32, u32), QueueBounds>,
+    offsets: HashMap<String, HashMap<(String, u32), i64>>,
+}
+
+fn topic_route(c: &TopicConfig) -> TopicRoute {
+    TopicRoute {
+        topic: c.name.clone(),
+        read_queues: c.read_queues,
+        write_queues: c.write_queues,
+        perm: c.perm,
+        topic_sys_flag: c.topic_sys_flag,
+        order: c.order,
+    }
+}
+
+fn encode_meta<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, BrokerError> {
+    rmp_serde::to_vec_named(v).map_err(|e| BrokerError::Storage(format!("metadata encoding: {e}")))
+}
+
+impl BrokerActor {
+    pub(crate) fn new(
+        settings: Arc<BrokerSettings>,
+        store: Store,
+        writer: Writer,
+        registry: Arc<ArcSwap<Registry>>,
+        routes: Addr<Routes>,
+        arbiters: Vec<ArbiterHandle>,
+        recovery: Recovery,
+    ) -> Self {
+        let mut me = BrokerActor {
+            settings,
+            store,
+            writer,
+            registry,
+            routes,
+            arbiters,
+            next_arbiter: 0,
+            next_topic_id: recovery.next_topic_id,
+            bounds: recovery.bounds,
+            offsets: recovery.offsets,
+        };
+        let mut reg = Registry::default();
+        for t in recovery.topics {
+            let h = me.start_topic(t, None);
+            reg.topics.insert(h.config.name.clone(), h);
+        }
+        let mut groups: BTreeMap<String, GroupConfig> = recovery
+            .groups
+            .into_iter()
+            .map(|g| (g.name.clone(), g))
+            .collect();
+        // Groups that only have offsets (created before their config was saved) come back too.
+        for g in me.offsets.keys() {
+            groups
+                .entry(g.clone())
+                .or_insert_with(|| GroupConfig::new(g));
+        }
+        for (_, g) in groups {
+            let h = me.start_group(g);
+            reg.groups.insert(h.config.name.clone(), h);
+        }
+        me.registry.store(Arc::new(reg));
+        me
+    }
+
+    fn arbiter(&mut self) -> ArbiterHandle {
+        let a = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
+        self.next_arbiter += 1;
+        a
+    }
+
+    /// Starts queue actors for `config`, reusing those of `previous` where they exist.
+    fn start_topic(
+        &mut self,
+        config: TopicConfig,
+        previous: Option<&TopicHandle>,
+    ) -> Arc<TopicHandle> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let mut queues = Vec::new();
+        let mut stats = Vec::new();
+        for qid in 0..config.queue_count() {
+            if let Some(prev) = previous.filter(|p| p.config.id == config.id) {
+                if let (Some(q), Some(s)) =
+                    (prev.queues.get(qid as usize), prev.stats.get(qid as usize))
+                {
+                    queues.push(q.clone());
+                    stats.push(s.clone());
+                    continue;
+                }
+            }
+            let bounds = self.bounds.remove(&(config.id, qid)).unwrap_or_default();
+            let st = Arc::new(QueueStats::default());
+            let (store, writer, limits, topic, tid) = (
+                self.store.clone(),
+                self.writer.clone(),
+                self.settings.queue_limits,
+                name.clone(),
+                config.id,
+            );
+            let st2 = st.clone();
+            let addr = TopicQueue::start_in_arbiter(&self.arbiter(), move |_| {
+                TopicQueue::new(topic, tid, qid, bounds, store, writer, st2, limits)
+            });
+            queues.push(addr);
+            stats.push(st);
+        }
+        Arc::new(TopicHandle {
+            config,
+            queues,
+            stats,
+        })
+    }
+
+    fn start_group(&mut self, config: GroupConfig) -> Arc<GroupHandle> {
+        let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
+        let offsets = self.offsets.remove(&config.name).unwrap_or_default();
+        let (writer, v2, c2) = (self.writer.clone(), view.clone(), config.clone());
+        let addr = ConsumerGroup::start_in_arbiter(&self.arbiter(), move |_| {
+            ConsumerGroup::new(c2, offsets, writer, v2)
+        });
+        Arc::new(GroupHandle { config, addr, view })
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Registry)) {
+        let mut reg = Registry::clone(&self.registry.load());
+        f(&mut reg);
+        self.registry.store(Arc::new(reg));
+    }
+
+    fn persist(
+        &self,
+        batch: AppendBatch,
+    ) -> impl std::future::Future<Output = Result<(), BrokerError>> {
+        let rx = self.writer.submit(batch);
+        async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
+            }
+        }
+    }
+
+    fn register_all(&self) {
+        let reg = self.registry.load();
+        let topics = reg
+            .topics
+            .values()
+            .map(|t| topic_route(&t.config))
+            .collect();
+        self.routes.do_send(RegisterBroker {
+            cluster: self.settings.cluster_name.clone(),
+            broker_name: self.settings.broker_name.clone(),
+            broker_id: self.settings.broker_id,
+            addr: self.settings.broker_addr.to_string(),
+            topics,
+        });
+    }
+}
+
+impl Actor for BrokerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.register_all();
+        ctx.run_interval(Duration::from_secs(30), |act, _| act.register_all());
+    }
+}
+
+/// What to create; `id` is assigned by the broker.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub read_queues: u32,
+    pub write_queues: u32,
+    pub perm: i32,
+    pub topic_sys_flag: i32,
+    pub order: bool,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Creates a topic or updates its queue counts and permissions.
+pub struct CreateTopic {
+    pub spec: TopicSpec,
+    /// Auto-create: an existing topic wins and is returned unchanged.
+    pub only_if_absent: bool,
+}
+
+impl Message for CreateTopic {
+    type Result = Result<Arc<TopicHandle>, BrokerError>;
+}
+
+impl Handler<CreateTopic> for BrokerActor {
+    type Result = ResponseFuture<Result<Arc<TopicHandle>, BrokerError>>;
+
+    fn handle(&mut self, msg: CreateTopic, _: &mut Self::Context) -> Self::Result {
+        let existing = self.registry.load().topics.get(&msg.spec.name).cloned();
+        if let Some(h) = &existing {
+            let same = h.config.read_queues == msg.spec.read_queues
+                && h.config.write_queues == msg.spec.write_queues
+                && h.config.perm == msg.spec.perm
+                && h.config.order == msg.spec.order
+                && h.config.topic_sys_flag == msg.spec.topic_sys_flag;
+            if msg.only_if_absent || same {
+                let h = h.clone();
+                return Box::pin(async move { Ok(h) });
+            }
+        }
+        let mut batch = AppendBatch::default();
+        let id = match &existing {
+            Some(h) => h.config.id,
+            None => {
+                let id = self.next_topic_id;
+                self.next_topic_id += 1;
+                batch.puts.push((
+                    cf::META,
+                    keys::meta_key(MetaKind::Counter, "topic_id"),
+                    self.next_topic_id.to_be_bytes().to_vec(),
+                ));
+                id
+            }
+        };
+        let s = msg.spec;
+        let config = TopicConfig {
+            name: s.name,
+            id,
+            read_queues: s.read_queues,
+            write_queues: s.write_queues,
+            perm: s.perm,
+            topic_sys_flag: s.topic_sys_flag,
+            order: s.order,
+            attributes: s.attributes,
+        };
+        let encoded = match encode_meta(&config) {
+            Ok(v) => v,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        batch.puts.push((
+            cf::META,
+            keys::meta_key(MetaKind::Topic, &config.name),
+            encoded,
+        ));
+        let handle = self.start_topic(config, existing.as_deref());
+        let h2 = handle.clone();
+        self.publish(|r| {
+            r.topics.insert(h2.config.name.clone(), h2);
+        });
+        self.routes.do_send(UpsertTopicRoute {
+            broker_name: self.settings.broker_name.clone(),
+            route: topic_route(&handle.config),
+        });
+        tracing::info!(topic = %handle.config.name, read = handle.config.read_queues, write = handle.config.write_queues, "topic created or updated");
+        let persisted = self.persist(batch);
+        Box::pin(async move {
+            persisted.await?;
+            Ok(handle)
+        })
+    }
+}
+
+pub struct DeleteTopic {
+    pub name: String,
+}
+
+impl Message for DeleteTopic {
+    type Result = Result<(), BrokerError>;
+}
+
+impl Handler<DeleteTopic> for BrokerActor {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: DeleteTopic, _: &mut Self::Context) -> Self::Result {
+        let Some(h) = self.registry.load().topics.get(&msg.name).cloned() else {
+            return Box::pin(async { Ok(()) });
+        };
+        for q in &h.queues {
+            q.do_send(StopQueue);
+        }
+        self.publish(|r| {
+            r.topics.remove(&msg.name);
+        });
+        self.routes.do_send(RemoveTopicRoute {
+            broker_name: Some(self.settings.broker_name.clone()),
+            topic: msg.name.clone(),
+        });
+        let mut batch = AppendBatch::default();
+        batch
+            .deletes
+            .push((cf::META, keys::meta_key(MetaKind::Topic, &msg.name)));
+        // The consume queues go with the topic; records are reclaimed by retention.
+        let id = h.config.id;
+        batch.delete_ranges.push((
+            cf::CQ,
+            keys::cq_key(id, 0, 0).to_vec(),
+            keys::cq_key(id.saturating_add(1), 0, 0).to_vec(),
+        ));
+        tracing::info!(topic = %msg.name, "topic deleted");
+        Box::pin(self.persist(batch))
+    }
+}
+
+/// Finds a group, creating it with defaults when auto-create allows.
+pub struct EnsureGroup {
+    pub name: String,
+}
+
+impl Message for EnsureGroup {
+    type Result = Result<Arc<GroupHandle>, BrokerError>;
+}
+
+impl Handler<EnsureGroup> for BrokerActor {
+    type Result = ResponseFuture<Result<Arc<GroupHandle>, BrokerError>>;
+
+    fn handle(&mut self, msg: EnsureGroup, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(h) = self.registry.load().groups.get(&msg.name).cloned() {
+            return Box::pin(async move { Ok(h) });
+        }
+        if !self.settings.auto_create_group {
+            return Box::pin(async move { Err(BrokerError::GroupNotExist(msg.name)) });
+        }
+        <Self as Handler<UpsertGroup>>::handle(
+            self,
+            UpsertGroup {
+                config: GroupConfig::new(&msg.name),
+            },
+            ctx,
+        )
+    }
+}
+
+pub struct UpsertGroup {
+    pub config: GroupConfig,
+}
+
+impl Message for UpsertGroup {
+    type Result = Result<Arc<GroupHandle>, BrokerError>;
+}
+
+impl Handler<UpsertGroup> for BrokerActor {
+    type Result = ResponseFuture<Result<Arc<GroupHandle>, BrokerError>>;
+
+    fn handle(&mut self, msg: UpsertGroup, _: &mut Self::Context) -> Self::Result {
+        let encoded = match encode_meta(&msg.config) {
+            Ok(v) => v,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let existing = self.registry.load().groups.get(&msg.config.name).cloned();
+        let handle = match existing {
+            Some(h) => {
+                h.addr.do_send(SetConfig(msg.config.clone()));
+                Arc::new(GroupHandle {
+                    config: msg.config.clone(),
+                    addr: h.addr.clone(),
+                    view: h.view.clone(),
+                })
+            }
+            None => self.start_group(msg.config.clone()),
+        };
+        let h2 = handle.clone();
+        self.publish(|r| {
+            r.groups.insert(h2.config.name.clone(), h2);
+        });
+        let batch = AppendBatch::default().put(
+            cf::META,
+            keys::meta_key(MetaKind::Group, &msg.config.name),
+            encoded,
+        );
+        let persisted = self.persist(batch);
+        Box::pin(async move {
+            persisted.await?;
+            Ok(handle)
+        })
+    }
+}
+
+pub struct DeleteGroup {
+    pub name: String,
+    pub clean_offsets: bool,
+}
+
+impl Message for DeleteGroup {
+    type Result = Result<(), BrokerError>;
+}
+
+impl Handler<DeleteGroup> for BrokerActor {
+    type Result = ResponseFuture<Result<(), BrokerError>>;
+
+    fn handle(&mut self, msg: DeleteGroup, _: &mut Self::Context) -> Self::Result {
+        let Some(h) = self.registry.load().groups.get(&msg.name).cloned() else {
+            return Box::pin(async { Ok(()) });
+        };
+        let mut batch = AppendBatch::default();
+        batch
+            .deletes
+            .push((cf::META, keys::meta_key(MetaKind::Group, &msg.name)));
+        if msg.clean_offsets {
+            let mut from = msg.name.as_bytes().to_vec();
+            from.push(0);
+            let mut to = msg.name.as_bytes().to_vec();
+            to.push(1);
+            batch.delete_ranges.push((cf::OFFSETS, from, to));
+        }
+        h.addr.do_send(crate::consumer_group::Stop);
+        self.publish(|r| {
+            r.groups.remove(&msg.name);
+        });
+        Box::pin(self.persist(batch))
+    }
+}

@@ -1,0 +1,582 @@
+//! ConsumerGroup — one actor per consumer group.
+//!
+//! State it owns: the live members (from heartbeats, with a channel back to each client), their
+//! subscriptions, and the group's committed offsets.
+//!
+//! Messages: `Heartbeat`, `Unregister`, `ConnectionClosed`, `ExpireIdle` (timer), `ListClientIds`,
+//! `QueryOffset`, `CommitOffset`, `GetOffsets`, `GetConnections`, `FlushOffsets`.
+//!
+//! Durability: committed offsets are kept in memory and written through the group-commit writer
+//! every second and on shutdown (`FlushOffsets`), like Apache's 5-second consumerOffset flush.
+//! A crash can replay up to a second of consumption; it never skips a message.
+//!
+//! The subscription table is published as an immutable snapshot (`GroupView`) so that pulls read
+//! it without a message to this actor.
+
+use crate::filter::Filter;
+use crate::model::GroupConfig;
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use rocktor_storage::{cf, keys, AppendBatch, Writer};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A way back to a connected client, implemented by the front end that owns the connection.
+pub trait ClientChannel: Send + Sync + 'static {
+    fn connection_id(&self) -> u64;
+    fn remote_addr(&self) -> SocketAddr;
+    /// Tell the client to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED in remoting).
+    fn notify_consumer_ids_changed(&self, group: &str);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub expression: String,
+    /// `TAG` or `SQL92`.
+    pub expression_type: String,
+    pub tags: Vec<String>,
+    pub codes: Vec<i32>,
+    pub version: i64,
+}
+
+impl Subscription {
+    pub fn filter(&self) -> Filter {
+        Filter::from_tag_expression(&self.expression)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub client_id: String,
+    pub consume_type: String,
+    pub message_model: String,
+    pub consume_from_where: String,
+    pub subscriptions: Vec<Subscription>,
+    pub language: String,
+    pub version: i32,
+}
+
+/// One topic's subscription as pulls see it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    pub subscription: Subscription,
+    pub filter: Arc<Filter>,
+}
+
+/// The snapshot of a group's subscriptions, by topic.
+#[derive(Debug, Clone, Default)]
+pub struct GroupView {
+    pub subscriptions: HashMap<String, Arc<SubscriptionView>>,
+    pub message_model: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub client_id: String,
+    pub client_addr: SocketAddr,
+    pub language: String,
+    pub version: i32,
+}
+
+/// What admin tools read about a group's consumers.
+#[derive(Debug, Clone, Default)]
+pub struct GroupConnections {
+    pub connections: Vec<ConnectionInfo>,
+    pub subscriptions: Vec<Subscription>,
+    pub consume_type: Option<String>,
+    pub message_model: Option<String>,
+    pub consume_from_where: Option<String>,
+}
+
+struct Member {
+    info: ConsumerInfo,
+    channel: Arc<dyn ClientChannel>,
+    last_seen: Instant,
+}
+
+/// How long a member lives without a heartbeat.
+pub const MEMBER_EXPIRY: Duration = Duration::from_secs(120);
+const OFFSET_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+pub struct ConsumerGroup {
+    name: String,
+    config: GroupConfig,
+    members: HashMap<String, Member>,
+    offsets: HashMap<(String, u32), i64>,
+    dirty: HashSet<(String, u32)>,
+    writer: Writer,
+    view: Arc<ArcSwap<GroupView>>,
+}
+
+impl ConsumerGroup {
+    pub fn new(
+        config: GroupConfig,
+        offsets: HashMap<(String, u32), i64>,
+        writer: Writer,
+        view: Arc<ArcSwap<GroupView>>,
+    ) -> Self {
+        ConsumerGroup {
+            name: config.name.clone(),
+            config,
+            members: HashMap::new(),
+            offsets,
+            dirty: HashSet::new(),
+            writer,
+            view,
+        }
+    }
+
+    fn publish_view(&self) {
+        let mut subs: HashMap<String, Arc<SubscriptionView>> = HashMap::new();
+        let mut model = None;
+        for m in self.members.values() {
+            model.get_or_insert_with(|| m.info.message_model.clone());
+            for s in &m.info.subscriptions {
+                let newer = subs
+                    .get(&s.topic)
+                    .is_none_or(|v| v.subscription.version < s.version);
+                if newer {
+                    subs.insert(
+                        s.topic.clone(),
+                        Arc::new(SubscriptionView {
+                            subscription: s.clone(),
+                            filter: Arc::new(s.filter()),
+                        }),
+                    );
+                }
+            }
+        }
+        self.view.store(Arc::new(GroupView {
+            subscriptions: subs,
+            message_model: model,
+        }));
+    }
+
+    fn notify_members(&self) {
+        if !self.config.notify_consumer_ids_changed_enable {
+            return;
+        }
+        for m in self.members.values() {
+            m.channel.notify_consumer_ids_changed(&self.name);
+        }
+    }
+
+    fn membership_changed(&self) {
+        self.publish_view();
+        self.notify_members();
+    }
+
+    fn offsets_batch(&mut self) -> Option<AppendBatch> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let mut batch = AppendBatch::default();
+        for key in self.dirty.drain() {
+            if let Some(off) = self.offsets.get(&key) {
+                batch.puts.push((
+                    cf::OFFSETS,
+                    keys::offset_key(&self.name, &key.0, key.1),
+                    off.to_be_bytes().to_vec(),
+                ));
+            }
+        }
+        Some(batch)
+    }
+}
+
+impl Actor for ConsumerGroup {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16384);
+        self.publish_view();
+        ctx.run_interval(OFFSET_FLUSH_EVERY, |act, _| {
+            if let Some(batch) = act.offsets_batch() {
+                // Not awaited: the next flush or shutdown covers a failed one.
+                drop(act.writer.submit(batch));
+            }
+        });
+        ctx.run_interval(Duration::from_secs(10), |act, _| {
+            act.expire_idle(Instant::now())
+        });
+    }
+}
+
+impl ConsumerGroup {
+    fn expire_idle(&mut self, now: Instant) {
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| now.duration_since(m.last_seen) < MEMBER_EXPIRY);
+        if self.members.len() != before {
+            tracing::info!(group = %self.name, dropped = before - self.members.len(), "consumers expired without heartbeat");
+            self.membership_changed();
+        }
+    }
+}
+
+/// Registers or refreshes a member; answers whether the member set or subscriptions changed.
+pub struct Heartbeat {
+    pub info: ConsumerInfo,
+    pub channel: Arc<dyn ClientChannel>,
+}
+
+impl Message for Heartbeat {
+    type Result = bool;
+}
+
+impl Handler<Heartbeat> for ConsumerGroup {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) -> bool {
+        let now = Instant::now();
+        let client_id = msg.info.client_id.clone();
+        let changed = match self.members.get_mut(&client_id) {
+            Some(m) => {
+                let subs_changed = m.info.subscriptions != msg.info.subscriptions;
+                let channel_changed = m.channel.connection_id() != msg.channel.connection_id();
+                m.info = msg.info;
+                m.channel = msg.channel;
+                m.last_seen = now;
+                if subs_changed {
+                    self.publish_view();
+                }
+                if channel_changed {
+                    self.notify_members();
+                }
+                subs_changed
+            }
+            None => {
+                self.members.insert(
+                    client_id,
+                    Member {
+                        info: msg.info,
+                        channel: msg.channel,
+                        last_seen: now,
+                    },
+                );
+                self.membership_changed();
+                true
+            }
+        };
+        changed
+    }
+}
+
+pub struct Unregister {
+    pub client_id: String,
+}
+
+impl Message for Unregister {
+    type Result = ();
+}
+
+impl Handler<Unregister> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unregister, _: &mut Self::Context) {
+        if self.members.remove(&msg.client_id).is_some() {
+            self.membership_changed();
+        }
+    }
+}
+
+/// A client connection closed: its members leave at once.
+pub struct ConnectionClosed {
+    pub connection_id: u64,
+}
+
+impl Message for ConnectionClosed {
+    type Result = ();
+}
+
+impl Handler<ConnectionClosed> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| m.channel.connection_id() != msg.connection_id);
+        if self.members.len() != before {
+            self.membership_changed();
+        }
+    }
+}
+
+pub struct ListClientIds;
+
+impl Message for ListClientIds {
+    type Result = Vec<String>;
+}
+
+impl Handler<ListClientIds> for ConsumerGroup {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, _: ListClientIds, _: &mut Self::Context) -> Vec<String> {
+        let mut ids: Vec<String> = self.members.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}
+
+pub struct QueryOffset {
+    pub topic: String,
+    pub queue_id: u32,
+}
+
+impl Message for QueryOffset {
+    type Result = Option<i64>;
+}
+
+impl Handler<QueryOffset> for ConsumerGroup {
+    type Result = Option<i64>;
+
+    fn handle(&mut self, msg: QueryOffset, _: &mut Self::Context) -> Option<i64> {
+        self.offsets.get(&(msg.topic, msg.queue_id)).copied()
+    }
+}
+
+pub struct CommitOffset {
+    pub topic: String,
+    pub queue_id: u32,
+    pub offset: i64,
+}
+
+impl Message for CommitOffset {
+    type Result = ();
+}
+
+impl Handler<CommitOffset> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommitOffset, _: &mut Self::Context) {
+        let key = (msg.topic, msg.queue_id);
+        if self.offsets.get(&key) != Some(&msg.offset) {
+            self.offsets.insert(key.clone(), msg.offset);
+            self.dirty.insert(key);
+        }
+    }
+}
+
+/// All committed offsets, optionally of one topic.
+pub struct GetOffsets {
+    pub topic: Option<String>,
+}
+
+impl Message for GetOffsets {
+    type Result = Vec<(String, u32, i64)>;
+}
+
+impl Handler<GetOffsets> for ConsumerGroup {
+    type Result = Vec<(String, u32, i64)>;
+
+    fn handle(&mut self, msg: GetOffsets, _: &mut Self::Context) -> Self::Result {
+        let mut v: Vec<_> = self
+            .offsets
+            .iter()
+            .filter(|((t, _), _)| msg.topic.as_ref().is_none_or(|want| want == t))
+            .map(|((t, q), o)| (t.clone(), *q, *o))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub struct GetConnections;
+
+impl Message for GetConnections {
+    type Result = GroupConnections;
+}
+
+impl Handler<GetConnections> for ConsumerGroup {
+    type Result = MessageResult<GetConnections>;
+
+    fn handle(&mut self, _: GetConnections, _: &mut Self::Context) -> Self::Result {
+        let mut out = GroupConnections::default();
+        let mut seen = HashSet::new();
+        for m in self.members.values() {
+            out.connections.push(ConnectionInfo {
+                client_id: m.info.client_id.clone(),
+                client_addr: m.channel.remote_addr(),
+                language: m.info.language.clone(),
+                version: m.info.version,
+            });
+            out.consume_type
+                .get_or_insert_with(|| m.info.consume_type.clone());
+            out.message_model
+                .get_or_insert_with(|| m.info.message_model.clone());
+            out.consume_from_where
+                .get_or_insert_with(|| m.info.consume_from_where.clone());
+            for s in &m.info.subscriptions {
+                if seen.insert(s.topic.clone()) {
+                    out.subscriptions.push(s.clone());
+                }
+            }
+        }
+        MessageResult(out)
+    }
+}
+
+/// Writes dirty offsets now and answers once they are durable.
+pub struct FlushOffsets;
+
+impl Message for FlushOffsets {
+    type Result = Result<(), String>;
+}
+
+impl Handler<FlushOffsets> for ConsumerGroup {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: FlushOffsets, _: &mut Self::Context) -> Self::Result {
+        let rx = self.offsets_batch().map(|b| self.writer.submit(b));
+        Box::pin(async move {
+            match rx {
+                None => Ok(()),
+                Some(rx) => match rx.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("writer stopped".into()),
+                },
+            }
+        })
+    }
+}
+
+/// Replaces the group's configuration (admin update).
+pub struct SetConfig(pub GroupConfig);
+
+impl Message for SetConfig {
+    type Result = ();
+}
+
+impl Handler<SetConfig> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetConfig, _: &mut Self::Context) {
+        self.config = msg.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct FakeChannel {
+        id: u64,
+        notified: AtomicUsize,
+    }
+
+    impl ClientChannel for FakeChannel {
+        fn connection_id(&self) -> u64 {
+            self.id
+        }
+        fn remote_addr(&self) -> SocketAddr {
+            "127.0.0.1:5000".parse().unwrap()
+        }
+        fn notify_consumer_ids_changed(&self, _: &str) {
+            self.notified.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn info(id: &str, expr: &str, version: i64) -> ConsumerInfo {
+        ConsumerInfo {
+            client_id: id.into(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+            subscriptions: vec![Subscription {
+                topic: "T".into(),
+                expression: expr.into(),
+                expression_type: "TAG".into(),
+                tags: vec![],
+                codes: vec![],
+                version,
+            }],
+            language: "JAVA".into(),
+            version: 0,
+        }
+    }
+
+    #[actix::test]
+    async fn members_come_and_go_and_are_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
+        let writer = store.start_writer(0).unwrap();
+        let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
+        let g =
+            ConsumerGroup::new(GroupConfig::new("g"), HashMap::new(), writer, view.clone()).start();
+        let a = Arc::new(FakeChannel {
+            id: 1,
+            notified: AtomicUsize::new(0),
+        });
+        let b = Arc::new(FakeChannel {
+            id: 2,
+            notified: AtomicUsize::new(0),
+        });
+        assert!(g
+            .send(Heartbeat {
+                info: info("a", "*", 1),
+                channel: a.clone()
+            })
+            .await
+            .unwrap());
+        assert!(!g
+            .send(Heartbeat {
+                info: info("a", "*", 1),
+                channel: a.clone()
+            })
+            .await
+            .unwrap());
+        assert!(g
+            .send(Heartbeat {
+                info: info("b", "TagA", 2),
+                channel: b.clone()
+            })
+            .await
+            .unwrap());
+        assert_eq!(g.send(ListClientIds).await.unwrap(), vec!["a", "b"]);
+        assert!(a.notified.load(Ordering::SeqCst) >= 1);
+        let v = view.load();
+        assert_eq!(v.subscriptions["T"].subscription.expression, "TagA");
+        g.send(ConnectionClosed { connection_id: 2 }).await.unwrap();
+        assert_eq!(g.send(ListClientIds).await.unwrap(), vec!["a"]);
+        g.send(CommitOffset {
+            topic: "T".into(),
+            queue_id: 0,
+            offset: 7,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            g.send(QueryOffset {
+                topic: "T".into(),
+                queue_id: 0
+            })
+            .await
+            .unwrap(),
+            Some(7)
+        );
+        g.send(FlushOffsets).await.unwrap().unwrap();
+        let rec = store.recover().unwrap();
+        assert_eq!(rec.offsets, vec![("g".to_string(), "T".to_string(), 0, 7)]);
+    }
+}
+
+/// Stops the group actor (the group was deleted).
+pub struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,31 @@
+//! rocktor-actors: the broker's domain — one actix actor per unit of state.
+//!
+//! - `broker` — the supervisor and metadata writer, publishing the `Registry` snapshot.
+//! - `topic_queue` — one actor per (topic, queue): offsets, tail cache, long polls.
+//! - `consumer_group` — one actor per group: members, subscriptions, offsets.
+//! - `routes` — the name server's tables.
+//! - `service` — the flows front ends call (`BrokerContext`).
+//!
+//! Actors never see wire formats and never call RocksDB on their own thread.
+
+pub mod broker;
+pub mod consumer_group;
+pub mod error;
+pub mod filter;
+pub mod message;
+pub mod model;
+pub mod routes;
+pub mod service;
+pub mod topic_queue;
+
+pub use broker::{BrokerSettings, Registry, TopicSpec};
+pub use error::{BrokerError, BrokerResult};
+pub use service::BrokerContext;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

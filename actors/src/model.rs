@@ -1,0 +1,180 @@
+//! Topic and group configuration, permissions and naming rules (digest §4.2, §4.10).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PERM_PRIORITY: i32 = 8;
+pub const PERM_READ: i32 = 4;
+pub const PERM_WRITE: i32 = 2;
+pub const PERM_INHERIT: i32 = 1;
+
+pub const DEFAULT_TOPIC: &str = "TBW102";
+pub const RETRY_PREFIX: &str = "%RETRY%";
+pub const DLQ_PREFIX: &str = "%DLQ%";
+pub const MAX_TOPIC_LEN: usize = 127;
+pub const MAX_SYSTEM_TOPIC_LEN: usize = 255;
+pub const MAX_GROUP_LEN: usize = 120;
+
+/// Topics clients may not send to directly.
+pub const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub name: String,
+    /// Internal id used in storage keys; a re-created topic gets a new one.
+    pub id: u32,
+    pub read_queues: u32,
+    pub write_queues: u32,
+    pub perm: i32,
+    pub topic_sys_flag: i32,
+    pub order: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    pub fn queue_count(&self) -> u32 {
+        self.read_queues.max(self.write_queues)
+    }
+    pub fn readable(&self) -> bool {
+        self.perm & PERM_READ != 0
+    }
+    pub fn writable(&self) -> bool {
+        self.perm & PERM_WRITE != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    pub name: String,
+    pub consume_enable: bool,
+    pub consume_from_min_enable: bool,
+    pub consume_broadcast_enable: bool,
+    pub consume_message_orderly: bool,
+    pub retry_queue_nums: u32,
+    pub retry_max_times: i32,
+    pub broker_id: i64,
+    pub which_broker_when_consume_slowly: i64,
+    pub notify_consumer_ids_changed_enable: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl GroupConfig {
+    pub fn new(name: &str) -> Self {
+        GroupConfig {
+            name: name.to_string(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            consume_message_orderly: false,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// `^[%|a-zA-Z0-9_-]+$`
+pub fn valid_name_chars(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
+/// Checks a topic name as Apache's `TopicValidator` does; the error text says what is wrong.
+pub fn validate_topic(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the specified topic is blank".into());
+    }
+    if !valid_name_chars(name) {
+        return Err(format!(
+            "the specified topic[{name}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    let limit = if is_retry_or_dlq(name) {
+        MAX_SYSTEM_TOPIC_LEN
+    } else {
+        MAX_TOPIC_LEN
+    };
+    if name.len() > limit {
+        return Err(format!(
+            "the specified topic is longer than topic max length {limit}"
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_group(name: &str) -> Result<(), String> {
+    if !valid_name_chars(name) {
+        return Err(format!(
+            "the specified group[{name}] is blank or contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    if name.len() > MAX_GROUP_LEN {
+        return Err(format!(
+            "the specified group is longer than group max length {MAX_GROUP_LEN}"
+        ));
+    }
+    Ok(())
+}
+
+pub fn is_retry_or_dlq(topic: &str) -> bool {
+    topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
+}
+
+pub fn retry_topic(group: &str) -> String {
+    format!("{RETRY_PREFIX}{group}")
+}
+
+pub fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_PREFIX}{group}")
+}
+
+/// Java's `String.hashCode`, the tag code of consume-queue entries (digest §4.5).
+pub fn java_hash(s: &str) -> i32 {
+    let mut h: i32 = 0;
+    for u in s.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(u as i32);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_java() {
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("TagA"), 2598919);
+        assert_eq!(java_hash("TagB"), 2598920);
+        assert_eq!(
+            java_hash("hello world, this is long"),
+            "hello world, this is long"
+                .encode_utf16()
+                .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_topic("Topic_A-1%|x").is_ok());
+        assert!(validate_topic("bad topic").is_err());
+        assert!(validate_topic(&"a".repeat(128)).is_err());
+        assert!(validate_topic(&format!("%RETRY%{}", "a".repeat(150))).is_ok());
+        assert!(validate_group("g1").is_ok());
+        assert!(validate_group("").is_err());
+    }
+}

@@ -1,0 +1,609 @@
+//! The domain flows front ends call: one method per request family. They read the registry
+//! snapshot, send one message to the actor that owns the state, and return domain results —
+//! no wire formats here, so remoting, gRPC and HTTP share them.
+
+use crate::broker::{
+    BrokerActor, BrokerSettings, CreateTopic, EnsureGroup, GroupHandle, Recovery, Registry,
+    TopicHandle, TopicSpec,
+};
+use crate::consumer_group::{
+    ClientChannel, CommitOffset, ConnectionClosed, ConsumerInfo, FlushOffsets, Heartbeat,
+    ListClientIds, QueryOffset, Unregister,
+};
+use crate::error::{BrokerError, BrokerResult};
+use crate::filter::Filter;
+use crate::message::{check_limits, prepare, IncomingMessage};
+use crate::model::{self, GroupConfig, TopicConfig, PERM_INHERIT, PERM_READ, PERM_WRITE};
+use crate::routes::Routes;
+use crate::topic_queue::{Append, Pull, PullOutcome, QueueStats};
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use rocktor_storage::keys::MetaKind;
+use rocktor_storage::{Store, Writer};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a data-path request may wait for a full mailbox before it becomes SYSTEM_BUSY.
+const MAILBOX_WAIT: Duration = Duration::from_secs(3);
+
+/// The handle front ends hold: settings, the registry snapshot and the actors' addresses.
+#[derive(Clone)]
+pub struct BrokerContext {
+    pub settings: Arc<BrokerSettings>,
+    pub registry: Arc<ArcSwap<Registry>>,
+    pub broker: Addr<BrokerActor>,
+    pub routes: Addr<Routes>,
+    pub store: Store,
+    pub writer: Writer,
+    arbiters: Arc<Vec<Arbiter>>,
+    round_robin: Arc<AtomicU64>,
+}
+
+pub struct SendRequest {
+    pub producer_group: String,
+    pub topic: String,
+    pub default_topic: Option<String>,
+    pub default_topic_queues: u32,
+    /// Negative: the broker picks a queue.
+    pub queue_id: i32,
+    pub messages: Vec<IncomingMessage>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub queue_id: u32,
+    pub first_offset: u64,
+    pub seqs: Vec<u64>,
+    pub uniq_keys: Vec<String>,
+    pub store_host: SocketAddr,
+}
+
+pub struct PullRequest {
+    pub group: String,
+    pub topic: String,
+    pub queue_id: u32,
+    pub offset: u64,
+    pub max_msgs: usize,
+    pub max_bytes: usize,
+    /// The expression and its type when the request carries its own subscription.
+    pub subscription: Option<(String, String)>,
+    pub sub_version: i64,
+    pub commit_offset: Option<i64>,
+    pub hold: Option<Duration>,
+}
+
+pub struct HeartbeatRequest {
+    pub client_id: String,
+    pub producer_groups: Vec<String>,
+    pub consumers: Vec<(String, ConsumerInfo)>,
+    pub channel: Arc<dyn ClientChannel>,
+}
+
+fn decode_meta<T: serde::de::DeserializeOwned>(what: &str, name: &str, v: &[u8]) -> Option<T> {
+    match rmp_serde::from_slice(v) {
+        Ok(x) => Some(x),
+        Err(e) => {
+            tracing::error!(%what, %name, error = %e, "skipping unreadable metadata entry");
+            None
+        }
+    }
+}
+
+fn recover(
+    store: &Store,
+) -> BrokerResult<(Recovery, u64, BTreeMap<String, BTreeMap<String, String>>)> {
+    let rec = store.recover()?;
+    let mut topics: Vec<TopicConfig> = Vec::new();
+    let mut groups = Vec::new();
+    let mut kv: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut next_topic_id = 1u32;
+    for (kind, name, value) in &rec.meta {
+        match *kind {
+            k if k == MetaKind::Topic as u8 => {
+                topics.extend(decode_meta::<TopicConfig>("topic", name, value))
+            }
+            k if k == MetaKind::Group as u8 => {
+                groups.extend(decode_meta::<GroupConfig>("group", name, value))
+            }
+            k if k == MetaKind::Counter as u8 && name == "topic_id" => {
+                if let Ok(raw) = <[u8; 4]>::try_from(value.as_slice()) {
+                    next_topic_id = next_topic_id.max(u32::from_be_bytes(raw));
+                }
+            }
+            k if k == MetaKind::KvConfig as u8 => {
+                if let Some((ns, key)) = name.split_once('\u{0}') {
+                    kv.entry(ns.to_string())
+                        .or_default()
+                        .insert(key.to_string(), String::from_utf8_lossy(value).into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    for t in &topics {
+        next_topic_id = next_topic_id.max(t.id + 1);
+    }
+    let mut bounds = HashMap::new();
+    for t in &topics {
+        for q in 0..t.queue_count() {
+            bounds.insert((t.id, q), store.queue_bounds(t.id, q)?);
+        }
+    }
+    let mut offsets: HashMap<String, HashMap<(String, u32), i64>> = HashMap::new();
+    for (g, t, q, o) in rec.offsets {
+        offsets.entry(g).or_default().insert((t, q), o);
+    }
+    Ok((
+        Recovery {
+            topics,
+            groups,
+            bounds,
+            offsets,
+            next_topic_id,
+        },
+        rec.next_seq,
+        kv,
+    ))
+}
+
+impl BrokerContext {
+    /// Recovers the store and starts the actors. Call inside a running actix System.
+    pub async fn start(settings: BrokerSettings, store: Store) -> BrokerResult<BrokerContext> {
+        let started = std::time::Instant::now();
+        let s2 = store.clone();
+        let (recovery, next_seq, kv) =
+            tokio::task::spawn_blocking(move || recover(&s2))
+                .await
+                .map_err(|e| BrokerError::Storage(format!("recovery task failed: {e}")))??;
+        let topic_count = recovery.topics.len();
+        let writer = store.start_writer(next_seq)?;
+        let arbiters: Vec<Arbiter> = (0..settings.workers.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let handles = arbiters.iter().map(|a| a.handle()).collect();
+        let settings = Arc::new(settings);
+        let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
+        let routes = Routes::new(kv, Some(writer.clone())).start();
+        let broker = BrokerActor::new(
+            settings.clone(),
+            store.clone(),
+            writer.clone(),
+            registry.clone(),
+            routes.clone(),
+            handles,
+            recovery,
+        )
+        .start();
+        let ctx = BrokerContext {
+            settings,
+            registry,
+            broker,
+            routes,
+            store,
+            writer,
+            arbiters: Arc::new(arbiters),
+            round_robin: Arc::new(AtomicU64::new(0)),
+        };
+        if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
+            ctx.create_topic(TopicSpec {
+                name: model::DEFAULT_TOPIC.into(),
+                read_queues: ctx.settings.default_topic_queues,
+                write_queues: ctx.settings.default_topic_queues,
+                perm: PERM_READ | PERM_WRITE | PERM_INHERIT,
+                topic_sys_flag: 0,
+                order: false,
+                attributes: BTreeMap::new(),
+            })
+            .await?;
+        }
+        tracing::info!(
+            topics = topic_count,
+            next_seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "storage recovered"
+        );
+        Ok(ctx)
+    }
+
+    /// Flushes offsets and the WAL, then stops the worker arbiters.
+    pub async fn shutdown(&self) {
+        let groups: Vec<_> = self.registry.load().groups.values().cloned().collect();
+        for g in groups {
+            match g.addr.send(FlushOffsets).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(group = %g.config.name, error = %e, "offset flush failed")
+                }
+                Err(_) => {}
+            }
+        }
+        match self.writer.flush().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "WAL flush failed"),
+            Err(_) => tracing::error!("storage writer already stopped"),
+        }
+        for a in self.arbiters.iter() {
+            a.stop();
+        }
+    }
+
+    /// The arbiter for the next connection, round-robin, to spread work over the cores.
+    pub fn next_arbiter(&self) -> ArbiterHandle {
+        let i = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize;
+        self.arbiters[i % self.arbiters.len()].handle()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicHandle>> {
+        self.registry.load().topics.get(name).cloned()
+    }
+
+    pub fn group(&self, name: &str) -> Option<Arc<GroupHandle>> {
+        self.registry.load().groups.get(name).cloned()
+    }
+
+    pub fn queue_stats(&self, topic: &str, queue_id: u32) -> BrokerResult<Arc<QueueStats>> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        t.stats.get(queue_id as usize).cloned().ok_or_else(|| {
+            BrokerError::InvalidParameter(format!("queueId[{queue_id}] is illegal, topic: {topic}"))
+        })
+    }
+
+    pub async fn create_topic(&self, spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
+        model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
+        self.broker
+            .send(CreateTopic {
+                spec,
+                only_if_absent: false,
+            })
+            .await?
+    }
+
+    pub async fn ensure_group(&self, name: &str) -> BrokerResult<Arc<GroupHandle>> {
+        if let Some(g) = self.group(name) {
+            return Ok(g);
+        }
+        model::validate_group(name).map_err(BrokerError::InvalidParameter)?;
+        self.broker
+            .send(EnsureGroup {
+                name: name.to_string(),
+            })
+            .await?
+    }
+
+    /// The retry topic of a group, created on demand (digest §4.3).
+    pub async fn ensure_retry_topic(&self, group: &GroupHandle) -> BrokerResult<Arc<TopicHandle>> {
+        let name = model::retry_topic(&group.config.name);
+        if let Some(t) = self.topic(&name) {
+            return Ok(t);
+        }
+        let queues = group.config.retry_queue_nums.max(1);
+        self.auto_create(TopicSpec {
+            name,
+            read_queues: queues,
+            write_queues: queues,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        })
+        .await
+    }
+
+    async fn auto_create(&self, spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
+        model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
+        self.broker
+            .send(CreateTopic {
+                spec,
+                only_if_absent: true,
+            })
+            .await?
+    }
+
+    /// Finds the topic of a send, auto-creating it from the default topic (TBW102 flow).
+    async fn topic_for_send(&self, req: &SendRequest) -> BrokerResult<Arc<TopicHandle>> {
+        if let Some(t) = self.topic(&req.topic) {
+            return Ok(t);
+        }
+        if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
+            let g = self.ensure_group(group).await?;
+            return self.ensure_retry_topic(&g).await;
+        }
+        if !self.settings.auto_create_topic {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        }
+        let default = req.default_topic.as_deref().unwrap_or(model::DEFAULT_TOPIC);
+        let Some(d) = self.topic(default) else {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        };
+        if d.config.perm & PERM_INHERIT == 0 {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        }
+        let queues = req
+            .default_topic_queues
+            .clamp(1, d.config.write_queues.max(1));
+        self.auto_create(TopicSpec {
+            name: req.topic.clone(),
+            read_queues: queues,
+            write_queues: queues,
+            perm: d.config.perm & !PERM_INHERIT,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        })
+        .await
+    }
+
+    /// Stores the messages of one send (one message, or a batch) in one queue.
+    pub async fn send(&self, req: SendRequest) -> BrokerResult<SendResult> {
+        model::validate_topic(&req.topic).map_err(BrokerError::MessageIllegal)?;
+        if model::NOT_ALLOWED_SEND_TOPICS.contains(&req.topic.as_str()) {
+            return Err(BrokerError::NoPermission(format!(
+                "Sending message to topic[{}] is forbidden.",
+                req.topic
+            )));
+        }
+        if req.messages.is_empty() {
+            return Err(BrokerError::MessageIllegal(
+                "the batch holds no message".into(),
+            ));
+        }
+        for m in &req.messages {
+            check_limits(m, self.settings.max_message_size)?;
+        }
+        let topic = self.topic_for_send(&req).await?;
+        if !topic.config.writable() {
+            return Err(BrokerError::NoPermission(format!(
+                "the topic[{}] sending message is forbidden",
+                req.topic
+            )));
+        }
+        let write_queues = topic.config.write_queues.max(1);
+        let queue_id = if req.queue_id < 0 {
+            (self.round_robin.fetch_add(1, Ordering::Relaxed) % write_queues as u64) as u32
+        } else {
+            req.queue_id as u32
+        };
+        let Some(queue) = topic.queues.get(queue_id as usize) else {
+            return Err(BrokerError::InvalidParameter(format!(
+                "request queueId[{queue_id}] is illegal, topic: {} queue count: {}",
+                req.topic,
+                topic.queues.len()
+            )));
+        };
+        let store_host = self.settings.broker_addr;
+        let mut prepared = Vec::with_capacity(req.messages.len());
+        for m in req.messages {
+            prepared.push(prepare(m, &self.settings.cluster_name, store_host)?);
+        }
+        let uniq_keys = prepared.iter().map(|p| p.uniq_key.clone()).collect();
+        let n = prepared.len() as u64;
+        let r = queue
+            .send(Append {
+                messages: prepared,
+                store_host,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await??;
+        metrics::counter!("rocketmq_messages_in_total", "topic" => req.topic.clone()).increment(n);
+        Ok(SendResult {
+            queue_id: r.queue_id,
+            first_offset: r.first_offset,
+            seqs: r.seqs,
+            uniq_keys,
+            store_host,
+        })
+    }
+
+    /// The filter of a pull: its own subscription, or the one the group registered.
+    fn pull_filter(&self, group: &GroupHandle, req: &PullRequest) -> BrokerResult<Arc<Filter>> {
+        if let Some((expr, ty)) = &req.subscription {
+            if !ty.is_empty() && !ty.eq_ignore_ascii_case("TAG") {
+                return Err(BrokerError::SubscriptionParseFailed(format!(
+                    "unsupported expression type {ty} for subscription {expr}"
+                )));
+            }
+            return Ok(Arc::new(Filter::from_tag_expression(expr)));
+        }
+        let view = group.view.load();
+        let Some(sub) = view.subscriptions.get(&req.topic) else {
+            return Err(BrokerError::SubscriptionNotExist(req.group.clone()));
+        };
+        if sub.subscription.version < req.sub_version {
+            return Err(BrokerError::SubscriptionNotLatest(req.group.clone()));
+        }
+        Ok(sub.filter.clone())
+    }
+
+    pub async fn pull(&self, req: PullRequest) -> BrokerResult<PullOutcome> {
+        let topic = self
+            .topic(&req.topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(req.topic.clone()))?;
+        if !topic.config.readable() {
+            return Err(BrokerError::NoPermission(format!(
+                "the topic[{}] pulling message is forbidden",
+                req.topic
+            )));
+        }
+        let group = self.ensure_group(&req.group).await?;
+        if !group.config.consume_enable {
+            return Err(BrokerError::NoPermission(format!(
+                "subscription group no permission, {}",
+                req.group
+            )));
+        }
+        let filter = self.pull_filter(&group, &req)?;
+        let Some(queue) = topic.queues.get(req.queue_id as usize) else {
+            return Err(BrokerError::InvalidParameter(format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+                req.queue_id, req.topic, topic.config.read_queues
+            )));
+        };
+        if let Some(off) = req.commit_offset {
+            // A lost commit is superseded by the next one, so a full mailbox may drop it.
+            let _ = group.addr.try_send(CommitOffset {
+                topic: req.topic.clone(),
+                queue_id: req.queue_id,
+                offset: off,
+            });
+        }
+        let hold = if self.settings.long_polling {
+            req.hold
+        } else {
+            req.hold.map(|_| Duration::from_secs(1))
+        };
+        let out = queue
+            .send(Pull {
+                offset: req.offset,
+                max_msgs: req.max_msgs.clamp(1, 1024),
+                max_bytes: req.max_bytes,
+                filter,
+                hold,
+            })
+            .await??;
+        metrics::counter!("rocketmq_messages_out_total", "topic" => req.topic)
+            .increment(out.records.len() as u64);
+        Ok(out)
+    }
+
+    pub async fn heartbeat(&self, hb: HeartbeatRequest) -> BrokerResult<bool> {
+        let mut changed = false;
+        for (group_name, info) in hb.consumers {
+            let group = self.ensure_group(&group_name).await?;
+            if info.message_model != "BROADCASTING" {
+                self.ensure_retry_topic(&group).await?;
+            }
+            changed |= group
+                .addr
+                .send(Heartbeat {
+                    info,
+                    channel: hb.channel.clone(),
+                })
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    pub fn unregister(&self, client_id: &str, consumer_group: Option<&str>) {
+        if let Some(g) = consumer_group.and_then(|g| self.group(g)) {
+            g.addr.do_send(Unregister {
+                client_id: client_id.to_string(),
+            });
+        }
+    }
+
+    /// A connection closed: its consumers leave the groups it joined.
+    pub fn connection_closed(&self, connection_id: u64, groups: impl IntoIterator<Item = String>) {
+        for g in groups {
+            if let Some(g) = self.group(&g) {
+                g.addr.do_send(ConnectionClosed { connection_id });
+            }
+        }
+    }
+
+    pub async fn consumer_ids(&self, group: &str) -> BrokerResult<Vec<String>> {
+        match self.group(group) {
+            Some(g) => Ok(g.addr.send(ListClientIds).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The committed offset; for a group that never committed, 0 while the queue still starts
+    /// at 0 (Apache's rule that lets CONSUME_FROM_LAST_OFFSET read a new topic from its start).
+    pub async fn query_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: u32,
+        zero_if_not_found: bool,
+    ) -> BrokerResult<Option<i64>> {
+        if let Some(g) = self.group(group) {
+            if let Some(o) = g
+                .addr
+                .send(QueryOffset {
+                    topic: topic.to_string(),
+                    queue_id,
+                })
+                .await?
+            {
+                return Ok(Some(o));
+            }
+        }
+        if zero_if_not_found {
+            if let Ok(stats) = self.queue_stats(topic, queue_id) {
+                if stats.min() == 0 {
+                    return Ok(Some(0));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: u32,
+        offset: i64,
+    ) -> BrokerResult<()> {
+        if self.topic(topic).is_none() {
+            return Err(BrokerError::TopicNotExist(topic.to_string()));
+        }
+        let g = self.ensure_group(group).await?;
+        g.addr
+            .send(CommitOffset {
+                topic: topic.to_string(),
+                queue_id,
+                offset,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await?;
+        Ok(())
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP, on the blocking pool.
+    pub async fn search_offset(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        ts: i64,
+        upper: bool,
+    ) -> BrokerResult<u64> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let stats = self.queue_stats(topic, queue_id)?;
+        let bounds = rocktor_storage::QueueBounds {
+            min: stats.min(),
+            max: stats.max(),
+        };
+        let store = self.store.clone();
+        let id = t.config.id;
+        tokio::task::spawn_blocking(move || {
+            store.search_offset_by_time(id, queue_id, bounds, ts, upper)
+        })
+        .await
+        .map_err(|e| BrokerError::Storage(e.to_string()))?
+        .map_err(Into::into)
+    }
+
+    /// Store time of the oldest message of a queue, or 0 when it is empty.
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> BrokerResult<i64> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let stats = self.queue_stats(topic, queue_id)?;
+        if stats.max() <= stats.min() {
+            return Ok(0);
+        }
+        let (store, id, min) = (self.store.clone(), t.config.id, stats.min());
+        let cq = tokio::task::spawn_blocking(move || store.cq_entry(id, queue_id, min))
+            .await
+            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+        Ok(cq.map(|c| c.store_time).unwrap_or(0))
+    }
+}

@@ -1,0 +1,209 @@
+//! rocktor: a message broker that speaks Apache RocketMQ's protocols.
+//!
+//! As a library: build a [`Config`], then [`Broker::start`] inside a running actix System (for
+//! example inside an actix-web app, see `examples/embedded.rs`), and [`Broker::stop`] it.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod remoting;
+
+pub use config::Config;
+pub use rocktor_actors::BrokerContext;
+
+use remoting::handlers::Role;
+use rocktor_actors::{topic_queue::QueueLimits, BrokerSettings};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open storage at {path}: {source}")]
+    Storage {
+        path: String,
+        source: rocktor_storage::StorageError,
+    },
+    #[error("cannot start the broker: {0}")]
+    Broker(#[from] rocktor_actors::BrokerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The addresses a running broker listens on.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    pub namesrv: SocketAddr,
+    pub broker: SocketAddr,
+    pub http: Option<SocketAddr>,
+}
+
+/// A running broker: name server, broker and HTTP front end.
+pub struct Broker {
+    ctx: BrokerContext,
+    shutdown: watch::Sender<bool>,
+    http: Option<actix_web::dev::ServerHandle>,
+    addresses: Addresses,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Installs the Prometheus recorder once per process; later calls reuse the first handle.
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+impl Broker {
+    /// Opens storage, recovers, starts the actors and listeners. Must run inside an actix System.
+    pub async fn start(config: Config) -> Result<Broker, StartError> {
+        config.validate()?;
+        let path = config.data_dir.join("store");
+        let store = {
+            let p = path.clone();
+            let flush = config.flush_mode;
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| rocktor_storage::StorageError::Meta(e.to_string()))?;
+                rocktor_storage::Store::open(&p, flush)
+            })
+            .await
+            .map_err(|e| StartError::Broker(rocktor_actors::BrokerError::Storage(e.to_string())))?
+            .map_err(|source| StartError::Storage {
+                path: path.display().to_string(),
+                source,
+            })?
+        };
+        let broker_addr = config.advertised_broker_addr();
+        let settings = BrokerSettings {
+            cluster_name: config.cluster_name.clone(),
+            broker_name: config.broker_name.clone(),
+            broker_id: 0,
+            broker_addr,
+            auto_create_topic: config.auto_create_topic,
+            auto_create_group: config.auto_create_group,
+            default_topic_queues: config.default_topic_queues,
+            max_message_size: config.max_message_size,
+            queue_limits: QueueLimits {
+                tail_entries: config.tail_cache_entries,
+                tail_bytes: config.tail_cache_bytes,
+                ..Default::default()
+            },
+            long_polling: config.long_polling,
+            workers: config.workers(),
+        };
+        if config.acl.is_some() {
+            tracing::warn!("an ACL file was given, but ACL enforcement is not implemented yet: requests are not checked");
+        }
+        let ctx = BrokerContext::start(settings, store).await?;
+        let (shutdown, rx) = watch::channel(false);
+        let ns_listener = bind(SocketAddr::new(config.listen, config.namesrv_port)).await?;
+        let br_listener = bind(SocketAddr::new(config.listen, config.broker_port)).await?;
+        let addresses = Addresses {
+            namesrv: ns_listener
+                .local_addr()
+                .map_err(|source| StartError::Listen {
+                    addr: broker_addr,
+                    source,
+                })?,
+            broker: br_listener
+                .local_addr()
+                .map_err(|source| StartError::Listen {
+                    addr: broker_addr,
+                    source,
+                })?,
+            http: None,
+        };
+        actix_rt::spawn(remoting::server::serve(
+            ns_listener,
+            Role::NameServer,
+            ctx.clone(),
+            rx.clone(),
+        ));
+        actix_rt::spawn(remoting::server::serve(
+            br_listener,
+            Role::Broker,
+            ctx.clone(),
+            rx.clone(),
+        ));
+        if config.vip_port && config.broker_port > 2 {
+            let vip = SocketAddr::new(config.listen, config.broker_port - 2);
+            match TcpListener::bind(vip).await {
+                Ok(l) => {
+                    actix_rt::spawn(remoting::server::serve(
+                        l,
+                        Role::Broker,
+                        ctx.clone(),
+                        rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(%vip, error = %e, "VIP port not available; old Java clients need vipChannelEnabled=false")
+                }
+            }
+        }
+        let mut broker = Broker {
+            ctx,
+            shutdown,
+            http: None,
+            addresses,
+        };
+        if config.http_port != 0 {
+            let addr = SocketAddr::new(config.listen, config.http_port);
+            let server = http::start(addr, metrics_handle())
+                .map_err(|source| StartError::Listen { addr, source })?;
+            broker.http = Some(server.handle());
+            broker.addresses.http = Some(addr);
+            actix_rt::spawn(server);
+        }
+        tracing::info!(namesrv = %broker.addresses.namesrv, broker = %broker.addresses.broker,
+            advertised = %broker_addr, flush = ?config.flush_mode, "rocktor is up");
+        Ok(broker)
+    }
+
+    pub fn context(&self) -> &BrokerContext {
+        &self.ctx
+    }
+
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 2 s), flushes offsets and storage.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(h) = &self.http {
+            h.stop(true).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while remoting::connection::IN_FLIGHT.load(Ordering::Acquire) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.ctx.shutdown().await;
+        tracing::info!("rocktor stopped");
+    }
+}

@@ -1,0 +1,346 @@
+//! JSON bodies in the shapes RocketMQ clients and tools parse (digest §2.6, §5). Standard JSON
+//! everywhere except the stats tables, which Java tools read in fastjson's object-key map form.
+
+use super::command::push_json_str;
+use rocktor_actors::consumer_group::{ConsumerInfo, GroupConnections, Subscription};
+use rocktor_actors::model::{GroupConfig, TopicConfig};
+use rocktor_actors::routes::{ClusterInfo, RouteData};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub fn route_data(r: &RouteData) -> Value {
+    let queue_datas: Vec<Value> = r
+        .queue_datas
+        .iter()
+        .map(|q| {
+            json!({"brokerName": q.broker_name, "perm": q.perm, "readQueueNums": q.read_queues,
+                   "topicSysFlag": q.topic_sys_flag, "writeQueueNums": q.write_queues})
+        })
+        .collect();
+    let broker_datas: Vec<Value> = r.broker_datas.iter().map(broker_data).collect();
+    let mut v =
+        json!({"brokerDatas": broker_datas, "filterServerTable": {}, "queueDatas": queue_datas});
+    if let Some(o) = &r.order_topic_conf {
+        v["orderTopicConf"] = json!(o);
+    }
+    v
+}
+
+fn broker_data(b: &rocktor_actors::routes::BrokerData) -> Value {
+    let addrs: Map<String, Value> = b
+        .addrs
+        .iter()
+        .map(|(id, a)| (id.to_string(), json!(a)))
+        .collect();
+    json!({"brokerAddrs": addrs, "brokerName": b.broker_name, "cluster": b.cluster, "enableActingMaster": false})
+}
+
+pub fn cluster_info(c: &ClusterInfo) -> Value {
+    let brokers: Map<String, Value> = c
+        .brokers
+        .iter()
+        .map(|b| (b.broker_name.clone(), broker_data(b)))
+        .collect();
+    json!({"brokerAddrTable": brokers, "clusterAddrTable": c.clusters})
+}
+
+pub fn topic_config(t: &TopicConfig) -> Value {
+    json!({"topicName": t.name, "readQueueNums": t.read_queues, "writeQueueNums": t.write_queues, "perm": t.perm,
+           "topicFilterType": "SINGLE_TAG", "topicSysFlag": t.topic_sys_flag, "order": t.order,
+           "attributes": t.attributes})
+}
+
+pub fn data_version(counter: u64) -> Value {
+    json!({"stateVersion": 0, "timestamp": rocktor_actors::now_ms(), "counter": counter})
+}
+
+pub fn group_config(g: &GroupConfig) -> Value {
+    json!({"groupName": g.name, "consumeEnable": g.consume_enable, "consumeFromMinEnable": g.consume_from_min_enable,
+           "consumeBroadcastEnable": g.consume_broadcast_enable, "consumeMessageOrderly": g.consume_message_orderly,
+           "retryQueueNums": g.retry_queue_nums, "retryMaxTimes": g.retry_max_times, "brokerId": g.broker_id,
+           "whichBrokerWhenConsumeSlowly": g.which_broker_when_consume_slowly,
+           "notifyConsumerIdsChangedEnable": g.notify_consumer_ids_changed_enable, "groupSysFlag": 0,
+           "consumeTimeoutMinute": 15, "attributes": g.attributes})
+}
+
+/// Reads a SubscriptionGroupConfig body leniently; absent fields take Apache's defaults.
+pub fn parse_group_config(v: &Value) -> Option<GroupConfig> {
+    let name = v.get("groupName")?.as_str()?;
+    let mut g = GroupConfig::new(name);
+    let b = |k: &str, d: bool| v.get(k).and_then(as_bool).unwrap_or(d);
+    let i = |k: &str, d: i64| v.get(k).and_then(as_i64).unwrap_or(d);
+    g.consume_enable = b("consumeEnable", true);
+    g.consume_from_min_enable = b("consumeFromMinEnable", true);
+    g.consume_broadcast_enable = b("consumeBroadcastEnable", true);
+    g.consume_message_orderly = b("consumeMessageOrderly", false);
+    g.retry_queue_nums = i("retryQueueNums", 1).max(0) as u32;
+    g.retry_max_times = i("retryMaxTimes", 16) as i32;
+    g.broker_id = i("brokerId", 0);
+    g.which_broker_when_consume_slowly = i("whichBrokerWhenConsumeSlowly", 1);
+    g.notify_consumer_ids_changed_enable = b("notifyConsumerIdsChangedEnable", true);
+    Some(g)
+}
+
+pub fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => Some(s.eq_ignore_ascii_case("true") || s == "1"),
+        Value::Number(n) => Some(n.as_i64() == Some(1)),
+        _ => None,
+    }
+}
+
+fn enum_name(v: Option<&Value>, names: &[&str], default: &str) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|i| names.get(i as usize))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| default.to_string()),
+        _ => default.to_string(),
+    }
+}
+
+const CONSUME_TYPES: [&str; 3] = ["CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP"];
+const MESSAGE_MODELS: [&str; 2] = ["BROADCASTING", "CLUSTERING"];
+const CONSUME_FROM: [&str; 6] = [
+    "CONSUME_FROM_LAST_OFFSET",
+    "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
+    "CONSUME_FROM_MIN_OFFSET",
+    "CONSUME_FROM_MAX_OFFSET",
+    "CONSUME_FROM_FIRST_OFFSET",
+    "CONSUME_FROM_TIMESTAMP",
+];
+
+/// A parsed HEART_BEAT body: client id, producer groups, and (group, consumer) pairs.
+pub struct HeartbeatBody {
+    pub client_id: String,
+    pub producer_groups: Vec<String>,
+    pub consumers: Vec<(String, ConsumerInfo)>,
+}
+
+/// Parses HeartbeatData in every dialect the clients send: enum names or ordinals, numbers as
+/// strings, absent optional fields.
+pub fn parse_heartbeat(body: &[u8], language: &str, version: i32) -> Result<HeartbeatBody, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("heartbeat body is not JSON: {e}"))?;
+    let client_id = v
+        .get("clientID")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let producer_groups = v
+        .get("producerDataSet")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("groupName")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut consumers = Vec::new();
+    for c in v
+        .get("consumerDataSet")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(group) = c.get("groupName").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut subscriptions = Vec::new();
+        for s in c
+            .get("subscriptionDataSet")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(topic) = s.get("topic").and_then(Value::as_str) else {
+                continue;
+            };
+            let tags: Vec<String> = s
+                .get("tagsSet")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let codes: Vec<i32> = s
+                .get("codeSet")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| as_i64(t).map(|x| x as i32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            subscriptions.push(Subscription {
+                topic: topic.to_string(),
+                expression: s
+                    .get("subString")
+                    .and_then(Value::as_str)
+                    .unwrap_or("*")
+                    .to_string(),
+                expression_type: s
+                    .get("expressionType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("TAG")
+                    .to_string(),
+                tags,
+                codes,
+                version: s.get("subVersion").and_then(as_i64).unwrap_or(0),
+            });
+        }
+        consumers.push((
+            group.to_string(),
+            ConsumerInfo {
+                client_id: client_id.clone(),
+                consume_type: enum_name(c.get("consumeType"), &CONSUME_TYPES, "CONSUME_PASSIVELY"),
+                message_model: enum_name(c.get("messageModel"), &MESSAGE_MODELS, "CLUSTERING"),
+                consume_from_where: enum_name(
+                    c.get("consumeFromWhere"),
+                    &CONSUME_FROM,
+                    "CONSUME_FROM_LAST_OFFSET",
+                ),
+                subscriptions,
+                language: language.to_string(),
+                version,
+            },
+        ));
+    }
+    Ok(HeartbeatBody {
+        client_id,
+        producer_groups,
+        consumers,
+    })
+}
+
+pub fn subscription_data(s: &Subscription) -> Value {
+    json!({"classFilterMode": false, "topic": s.topic, "subString": s.expression, "tagsSet": s.tags,
+           "codeSet": s.codes, "subVersion": s.version, "expressionType": s.expression_type})
+}
+
+pub fn consumer_connection(c: &GroupConnections) -> Value {
+    let conns: Vec<Value> = c
+        .connections
+        .iter()
+        .map(|x| json!({"clientId": x.client_id, "clientAddr": x.client_addr.to_string(), "language": x.language, "version": x.version}))
+        .collect();
+    let subs: Map<String, Value> = c
+        .subscriptions
+        .iter()
+        .map(|s| (s.topic.clone(), subscription_data(s)))
+        .collect();
+    let mut v = json!({"connectionSet": conns, "subscriptionTable": subs});
+    if let Some(t) = &c.consume_type {
+        v["consumeType"] = json!(t);
+    }
+    if let Some(m) = &c.message_model {
+        v["messageModel"] = json!(m);
+    }
+    if let Some(w) = &c.consume_from_where {
+        v["consumeFromWhere"] = json!(w);
+    }
+    v
+}
+
+/// A MessageQueue as a fastjson object key: `{"brokerName":"b","queueId":0,"topic":"T"}`.
+fn mq_key(out: &mut String, broker: &str, queue_id: u32, topic: &str) {
+    out.push_str("{\"brokerName\":");
+    push_json_str(out, broker);
+    out.push_str(&format!(",\"queueId\":{queue_id},\"topic\":"));
+    push_json_str(out, topic);
+    out.push('}');
+}
+
+/// TopicStatsTable in fastjson's object-key map form.
+pub fn topic_stats_table(broker: &str, topic: &str, rows: &[(u32, u64, u64, i64)]) -> String {
+    let mut s = String::from("{\"offsetTable\":{");
+    for (i, (q, min, max, last)) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        mq_key(&mut s, broker, *q, topic);
+        s.push_str(&format!(
+            ":{{\"lastUpdateTimestamp\":{last},\"maxOffset\":{max},\"minOffset\":{min}}}"
+        ));
+    }
+    s.push_str("},\"topicPutTps\":0.0}");
+    s
+}
+
+/// One ConsumeStats row: topic, queue, broker offset, consumer offset, last timestamp.
+pub struct ConsumeRow {
+    pub topic: String,
+    pub queue_id: u32,
+    pub broker_offset: u64,
+    pub consumer_offset: i64,
+    pub last_timestamp: i64,
+}
+
+/// ConsumeStats in fastjson's object-key map form.
+pub fn consume_stats(broker: &str, rows: &[ConsumeRow]) -> String {
+    let mut s = String::from("{\"consumeTps\":0.0,\"offsetTable\":{");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        mq_key(&mut s, broker, r.queue_id, &r.topic);
+        s.push_str(&format!(
+            ":{{\"brokerOffset\":{},\"consumerOffset\":{},\"lastTimestamp\":{},\"pullOffset\":{}}}",
+            r.broker_offset, r.consumer_offset, r.last_timestamp, r.consumer_offset
+        ));
+    }
+    s.push_str("}}");
+    s
+}
+
+pub fn kv_table(t: &BTreeMap<String, String>) -> Value {
+    json!({ "table": t })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_dialects() {
+        let cpp = br#"{"clientID":"c1","consumerDataSet":[{"groupName":"G","consumeType":1,"messageModel":1,"consumeFromWhere":0,
+            "subscriptionDataSet":[{"topic":"T","subString":"*","subVersion":"1700000000000"}]}],"producerDataSet":[]}"#;
+        let hb = parse_heartbeat(cpp, "CPP", 63).unwrap();
+        assert_eq!(hb.client_id, "c1");
+        let (g, c) = &hb.consumers[0];
+        assert_eq!(g, "G");
+        assert_eq!(c.consume_type, "CONSUME_PASSIVELY");
+        assert_eq!(c.message_model, "CLUSTERING");
+        assert_eq!(c.consume_from_where, "CONSUME_FROM_LAST_OFFSET");
+        assert_eq!(c.subscriptions[0].version, 1_700_000_000_000);
+        assert_eq!(c.subscriptions[0].expression_type, "TAG");
+        let java = br#"{"clientID":"c2","producerDataSet":[{"groupName":"P"}],"consumerDataSet":[{"groupName":"G","consumeType":"CONSUME_ACTIVELY","messageModel":"BROADCASTING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{"topic":"T","subString":"a || b","tagsSet":["a","b"],"codeSet":[97,98],"subVersion":5,"expressionType":"TAG"}]}]}"#;
+        let hb = parse_heartbeat(java, "JAVA", 479).unwrap();
+        assert_eq!(hb.producer_groups, vec!["P"]);
+        assert_eq!(hb.consumers[0].1.message_model, "BROADCASTING");
+        assert_eq!(hb.consumers[0].1.subscriptions[0].codes, vec![97, 98]);
+        assert!(parse_heartbeat(b"not json", "JAVA", 0).is_err());
+    }
+
+    #[test]
+    fn stats_use_object_keys() {
+        let s = topic_stats_table("b", "T", &[(0, 0, 5, 1)]);
+        assert_eq!(
+            s,
+            "{\"offsetTable\":{{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"T\"}:{\"lastUpdateTimestamp\":1,\"maxOffset\":5,\"minOffset\":0}},\"topicPutTps\":0.0}"
+        );
+    }
+}

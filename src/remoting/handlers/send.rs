@@ -1,0 +1,98 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) — digest §2.1.
+
+use super::HandlerResult;
+use crate::remoting::codes::request as rq;
+use crate::remoting::command::RemotingCommand;
+use crate::remoting::connection::Connection;
+use crate::remoting::errors::HandlerError;
+use crate::remoting::ext::Ext;
+use crate::remoting::message::{decode_batch, offset_msg_id};
+use rocktor_actors::message::IncomingMessage;
+use rocktor_actors::service::SendRequest;
+use rocktor_actors::{BrokerContext, BrokerError};
+use std::sync::Arc;
+
+pub async fn send(
+    b: &BrokerContext,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+) -> HandlerResult {
+    let e = Ext::of(req);
+    let producer_group = e.str_any(&["producerGroup", "a"])?.to_string();
+    let topic = e.str_any(&["topic", "b"])?.to_string();
+    let default_topic = e.str_any(&["defaultTopic", "c"]).ok().map(str::to_string);
+    let default_topic_queues = e
+        .opt_i64_any(&["defaultTopicQueueNums", "d"])?
+        .unwrap_or(4)
+        .max(1) as u32;
+    let queue_id = e.opt_i64_any(&["queueId", "e"])?.unwrap_or(-1) as i32;
+    let sys_flag = e.opt_i64_any(&["sysFlag", "f"])?.unwrap_or(0) as i32;
+    let born_timestamp = e
+        .opt_i64_any(&["bornTimestamp", "g"])?
+        .unwrap_or_else(rocktor_actors::now_ms);
+    let flag = e.opt_i64_any(&["flag", "h"])?.unwrap_or(0) as i32;
+    let properties = e.str_any(&["properties", "i"]).unwrap_or("").to_string();
+    let reconsume_times = e.opt_i64_any(&["reconsumeTimes", "j"])?.unwrap_or(0) as i32;
+    // C++ 1.2 sends batches as code 10 with "batch":"1"; splitting them keeps every message.
+    let batch = req.code == rq::SEND_BATCH_MESSAGE || e.bool_any(&["batch", "m"]).unwrap_or(false);
+    let born_host = conn.remote;
+    let messages = if batch {
+        if rocktor_actors::model::is_retry_or_dlq(&topic) {
+            return Err(BrokerError::MessageIllegal(
+                "batch request does not support retry group".into(),
+            )
+            .into());
+        }
+        decode_batch(req.body.clone())
+            .map_err(|err| HandlerError::Broker(BrokerError::MessageIllegal(err.to_string())))?
+            .into_iter()
+            .map(|it| IncomingMessage {
+                body: it.body,
+                flag: it.flag,
+                properties: it.properties,
+                sys_flag,
+                born_timestamp,
+                born_host,
+                reconsume_times,
+            })
+            .collect()
+    } else {
+        vec![IncomingMessage {
+            body: req.body.clone(),
+            flag,
+            properties,
+            sys_flag,
+            born_timestamp,
+            born_host,
+            reconsume_times,
+        }]
+    };
+    let single = messages.len() == 1 && !batch;
+    let r = b
+        .send(SendRequest {
+            producer_group,
+            topic,
+            default_topic,
+            default_topic_queues,
+            queue_id,
+            messages,
+        })
+        .await?;
+    let ids: Vec<String> = r
+        .seqs
+        .iter()
+        .map(|s| offset_msg_id(r.store_host, *s))
+        .collect();
+    let mut resp = RemotingCommand::response_to(req, 0)
+        .with_ext("msgId", ids.join(","))
+        .with_ext("queueId", r.queue_id)
+        .with_ext("queueOffset", r.first_offset)
+        .with_ext("MSG_REGION", "DefaultRegion")
+        .with_ext("TRACE_ON", "true");
+    if single {
+        if let Some(k) = r.uniq_keys.first() {
+            resp = resp.with_ext("transactionId", k);
+        }
+    }
+    Ok(Some(resp))
+}

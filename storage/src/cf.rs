@@ -1,0 +1,18 @@
+//! Column family names, in one place (as TiKV does), so a typo cannot open a new family.
+
+/// Stored message records by global sequence (the RocketMQ "commit log offset").
+pub const LOG: &str = "log";
+/// Consume queues: (topic id, queue id, queue offset) → (sequence, size, tag hash, store time).
+pub const CQ: &str = "cq";
+/// Message keys and UNIQ_KEY → sequence, for QUERY_MESSAGE.
+pub const INDEX: &str = "index";
+/// Committed consumer offsets: (group, topic, queue) → offset.
+pub const OFFSETS: &str = "offsets";
+/// Topic, group and user configuration, MessagePack.
+pub const META: &str = "meta";
+/// Delayed messages by due time.
+pub const TIMER: &str = "timer";
+/// Transaction state of half messages.
+pub const TXN: &str = "txn";
+
+pub const ALL: [&str; 7] = [LOG, CQ, INDEX, OFFSETS, META, TIMER, TXN];

@@ -1,0 +1,31 @@
+//! rocktor-storage: the RocksDB schema, the stored message record, and the one group-commit writer.
+//!
+//! Everything here is synchronous and blocking; callers on actor threads hand work to the writer
+//! thread (`Writer`) or to a blocking pool, never call RocksDB themselves.
+
+pub mod cf;
+pub mod keys;
+pub mod properties;
+pub mod record;
+mod store;
+mod writer;
+
+pub use store::{FlushMode, QueueBounds, ReadEntry, ReadOutcome, Recovered, Store};
+pub use writer::{AppendBatch, AppendDone, AppendRecord, CqEntry, Writer};
+
+/// Errors of the storage layer. The disk and RocksDB can hand us any of these; none panics.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("missing column family {0}")]
+    MissingCf(&'static str),
+    #[error("corrupt stored value in {cf}: {what}")]
+    Corrupt { cf: &'static str, what: String },
+    #[error("metadata encoding: {0}")]
+    Meta(String),
+    #[error("the storage writer has stopped")]
+    WriterGone,
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;

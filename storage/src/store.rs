@@ -1,0 +1,315 @@
+//! The RocksDB instance: opening, recovery reads and the read paths. Every method blocks;
+//! call them from a blocking pool or at start-up, never from an actor's arbiter thread.
+
+use crate::keys::{self, CqValue};
+use crate::writer::Writer;
+use crate::{cf, Result, StorageError};
+use bytes::Bytes;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
+use std::path::Path;
+use std::sync::Arc;
+
+/// When a send is acknowledged relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// Written to the WAL (the OS page cache) before the ack; survives a process crash, not a
+    /// power loss or kernel crash.
+    Async,
+    /// The WAL is fsynced before any message of a batch is acknowledged.
+    Sync,
+}
+
+/// First and next offset of a consume queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueBounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// One consume-queue entry read back with its record.
+#[derive(Debug, Clone)]
+pub struct ReadEntry {
+    pub offset: u64,
+    pub cq: CqValue,
+    pub record: Bytes,
+}
+
+/// What a queue read found: the matching entries and the offset after the last scanned one.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub entries: Vec<ReadEntry>,
+    pub next_offset: u64,
+    pub scanned: u64,
+}
+
+/// Everything start-up needs besides the per-queue bounds.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub meta: Vec<(u8, String, Vec<u8>)>,
+    pub offsets: Vec<(String, String, u32, i64)>,
+    pub next_seq: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    flush: FlushMode,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("flush", &self.flush).finish()
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path, flush: FlushMode) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        let cfs = cf::ALL.iter().map(|name| {
+            let mut o = Options::default();
+            if *name == cf::LOG {
+                // Large sequential values: bigger memtables mean fewer, larger flushes.
+                o.set_write_buffer_size(64 << 20);
+                o.set_max_write_buffer_number(4);
+            }
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Store {
+            db: Arc::new(db),
+            flush,
+        })
+    }
+
+    pub fn flush_mode(&self) -> FlushMode {
+        self.flush
+    }
+
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub(crate) fn handle(&self, name: &'static str) -> Result<&ColumnFamily> {
+        self.db.cf_handle(name).ok_or(StorageError::MissingCf(name))
+    }
+
+    /// Starts the one group-commit writer thread.
+    pub fn start_writer(&self, next_seq: u64) -> Result<Writer> {
+        Writer::start(self.clone(), next_seq)
+    }
+
+    /// Reads metadata, committed offsets and the next global sequence.
+    pub fn recover(&self) -> Result<Recovered> {
+        let mut out = Recovered::default();
+        let meta = self.handle(cf::META)?;
+        for item in self.db.iterator_cf(meta, IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.is_empty() {
+                continue;
+            }
+            let name = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.meta.push((k[0], name, v.to_vec()));
+        }
+        let offsets = self.handle(cf::OFFSETS)?;
+        for item in self.db.iterator_cf(offsets, IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((g, t, q)) = keys::parse_offset_key(&k) else {
+                tracing::warn!("skipping malformed offset key");
+                continue;
+            };
+            let Ok(raw) = <[u8; 8]>::try_from(&v[..]) else {
+                tracing::warn!(group = %g, topic = %t, "skipping malformed offset value");
+                continue;
+            };
+            out.offsets.push((g, t, q, i64::from_be_bytes(raw)));
+        }
+        let log = self.handle(cf::LOG)?;
+        if let Some(item) = self.db.iterator_cf(log, IteratorMode::End).next() {
+            let (k, _) = item?;
+            let seq = keys::parse_log_key(&k).ok_or_else(|| StorageError::Corrupt {
+                cf: cf::LOG,
+                what: "log key is not 8 bytes".into(),
+            })?;
+            out.next_seq = seq + 1;
+        }
+        Ok(out)
+    }
+
+    /// The first and next offset of one queue, by two seeks.
+    pub fn queue_bounds(&self, topic_id: u32, queue_id: u32) -> Result<QueueBounds> {
+        let cq = self.handle(cf::CQ)?;
+        let prefix = keys::cq_prefix(topic_id, queue_id);
+        let mut bounds = QueueBounds::default();
+        let first = keys::cq_key(topic_id, queue_id, 0);
+        if let Some(item) = self
+            .db
+            .iterator_cf(cq, IteratorMode::From(&first, Direction::Forward))
+            .next()
+        {
+            let (k, _) = item?;
+            if k.starts_with(&prefix) {
+                if let Some((_, _, off)) = keys::parse_cq_key(&k) {
+                    bounds.min = off;
+                }
+            } else {
+                return Ok(bounds);
+            }
+        } else {
+            return Ok(bounds);
+        }
+        let last = keys::cq_key(topic_id, queue_id, u64::MAX);
+        if let Some(item) = self
+            .db
+            .iterator_cf(cq, IteratorMode::From(&last, Direction::Reverse))
+            .next()
+        {
+            let (k, _) = item?;
+            if k.starts_with(&prefix) {
+                if let Some((_, _, off)) = keys::parse_cq_key(&k) {
+                    bounds.max = off + 1;
+                }
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// One consume-queue entry.
+    pub fn cq_entry(&self, topic_id: u32, queue_id: u32, offset: u64) -> Result<Option<CqValue>> {
+        let cq = self.handle(cf::CQ)?;
+        Ok(self
+            .db
+            .get_cf(cq, keys::cq_key(topic_id, queue_id, offset))?
+            .and_then(|v| CqValue::decode(&v)))
+    }
+
+    /// Reads up to `max_count` entries (and about `max_bytes`) from `from`, not past `upto`,
+    /// keeping those `keep` accepts by their consume-queue entry.
+    pub fn read_queue(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        from: u64,
+        upto: u64,
+        max_count: usize,
+        max_bytes: usize,
+        keep: &dyn Fn(&CqValue) -> bool,
+    ) -> Result<ReadOutcome> {
+        let cq = self.handle(cf::CQ)?;
+        let log = self.handle(cf::LOG)?;
+        let prefix = keys::cq_prefix(topic_id, queue_id);
+        let start = keys::cq_key(topic_id, queue_id, from);
+        let mut wanted: Vec<(u64, CqValue)> = Vec::new();
+        let mut next = from;
+        let mut bytes = 0usize;
+        // Scan at most this many filtered-out entries in one read, so a selective filter over a
+        // long backlog answers PULL_RETRY_IMMEDIATELY instead of reading the whole queue.
+        let scan_limit = (max_count * 64).max(1024) as u64;
+        let mut scanned = 0u64;
+        for item in self
+            .db
+            .iterator_cf(cq, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some((_, _, off)) = keys::parse_cq_key(&k) else {
+                break;
+            };
+            if off >= upto
+                || wanted.len() >= max_count
+                || bytes >= max_bytes
+                || scanned >= scan_limit
+            {
+                break;
+            }
+            let Some(val) = CqValue::decode(&v) else {
+                return Err(StorageError::Corrupt {
+                    cf: cf::CQ,
+                    what: format!("entry {off}"),
+                });
+            };
+            scanned += 1;
+            next = off + 1;
+            if keep(&val) {
+                bytes += val.size as usize;
+                wanted.push((off, val));
+            }
+        }
+        let keys: Vec<[u8; 8]> = wanted.iter().map(|(_, v)| keys::log_key(v.seq)).collect();
+        let records = self
+            .db
+            .multi_get_cf(keys.iter().map(|k| (log, k.as_slice())));
+        let mut entries = Vec::with_capacity(wanted.len());
+        for ((offset, cqv), rec) in wanted.into_iter().zip(records) {
+            match rec? {
+                Some(bytes) => entries.push(ReadEntry {
+                    offset,
+                    cq: cqv,
+                    record: Bytes::from(bytes),
+                }),
+                // Deleted by retention between the two reads: skip it like Apache skips an
+                // expired commit-log position.
+                None => continue,
+            }
+        }
+        Ok(ReadOutcome {
+            entries,
+            next_offset: next,
+            scanned,
+        })
+    }
+
+    /// One stored record by its global sequence.
+    pub fn read_record(&self, seq: u64) -> Result<Option<Bytes>> {
+        let log = self.handle(cf::LOG)?;
+        Ok(self.db.get_cf(log, keys::log_key(seq))?.map(Bytes::from))
+    }
+
+    /// RocketMQ's `getOffsetInQueueByTime`: binary search over store times, which grow with the
+    /// offset. `upper` = last offset stored at or before `ts`; otherwise the first at or after.
+    pub fn search_offset_by_time(
+        &self,
+        topic_id: u32,
+        queue_id: u32,
+        bounds: QueueBounds,
+        ts: i64,
+        upper: bool,
+    ) -> Result<u64> {
+        if bounds.max <= bounds.min {
+            return Ok(bounds.min);
+        }
+        let (mut lo, mut hi) = (bounds.min, bounds.max);
+        // first offset whose store time is > ts (upper) or >= ts (lower)
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let t = match self.cq_entry(topic_id, queue_id, mid)? {
+                Some(v) => v.store_time,
+                None => i64::MIN, // a hole (deleted) counts as older
+            };
+            let before = if upper { t <= ts } else { t < ts };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if upper {
+            Ok(if lo > bounds.min { lo - 1 } else { bounds.min })
+        } else {
+            Ok(lo.min(bounds.max))
+        }
+    }
+
+    /// Reads one metadata value.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let meta = self.handle(cf::META)?;
+        Ok(self.db.get_cf(meta, key)?)
+    }
+}

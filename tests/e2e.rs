@@ -1,0 +1,654 @@
+//! End-to-end tests: each starts a real rocktor process on free loopback ports and drives it
+//! over the wire — with rocktor's own remoting client and with PyPI `rocketmq` 0.4.4 (Apache's
+//! C++ client), an independent real client.
+
+mod support;
+
+use rocktor::client::request;
+use rocktor::remoting::message::{decode_offset_msg_id, encode_batch, BatchItem};
+use rocktor_storage::properties;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn json(body: &bytes::Bytes) -> Value {
+    serde_json::from_slice(body).expect("JSON body")
+}
+
+#[actix_rt::test]
+async fn name_server_serves_routes_cluster_and_topic_list() {
+    let b = BrokerProc::start("async");
+    let ns = connect(b.namesrv).await;
+    let r = ns
+        .request(request(105, &[("topic", "NoSuchTopic".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 17, "unknown topic is TOPIC_NOT_EXIST");
+
+    let br = connect(b.broker).await;
+    create_topic(&br, "RouteTopic", 4).await;
+    let r = ns
+        .call(request(105, &[("topic", "RouteTopic".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    let v = json(&r.body);
+    assert_eq!(v["queueDatas"][0]["readQueueNums"], 4);
+    assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
+    assert_eq!(
+        v["brokerDatas"][0]["brokerAddrs"]["0"],
+        b.broker.to_string()
+    );
+    assert_eq!(v["brokerDatas"][0]["enableActingMaster"], false);
+
+    let r = ns.call(request(106, &[]), TIMEOUT).await.unwrap();
+    let v = json(&r.body);
+    assert_eq!(v["clusterAddrTable"]["DefaultCluster"][0], "broker-a");
+    let r = ns.call(request(206, &[]), TIMEOUT).await.unwrap();
+    let topics = json(&r.body)["topicList"].as_array().unwrap().clone();
+    assert!(topics.iter().any(|t| t == "RouteTopic"), "{topics:?}");
+
+    // KV config round trip, and the documented not-found code.
+    ns.call(
+        request(
+            100,
+            &[
+                ("namespace", "ns".into()),
+                ("key", "k".into()),
+                ("value", "v".into()),
+            ],
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = ns
+        .call(
+            request(101, &[("namespace", "ns".into()), ("key", "k".into())]),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.ext["value"], "v");
+    let r = ns
+        .request(
+            request(101, &[("namespace", "ns".into()), ("key", "nope".into())]),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 22);
+}
+
+#[actix_rt::test]
+async fn send_then_pull_returns_the_stored_records() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "PullTopic", 2).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let props = format!(
+            "TAGS\u{1}{}\u{2}KEYS\u{1}k{i}\u{2}color\u{1}red\u{2}",
+            if i % 2 == 0 { "TagA" } else { "TagB" }
+        );
+        let r = c
+            .call(
+                send_v2("PullTopic", 0, format!("m{i}").as_bytes(), &props),
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.ext["queueId"], "0");
+        assert_eq!(r.ext["queueOffset"], i.to_string());
+        assert_eq!(r.ext["MSG_REGION"], "DefaultRegion");
+        let (addr, seq) = decode_offset_msg_id(&r.ext["msgId"]).expect("offset msgId");
+        assert_eq!(addr, b.broker, "msgId decodes to the broker's address");
+        ids.push(seq);
+    }
+    let r = c
+        .request(
+            pull_req("G", "PullTopic", 0, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.ext["nextBeginOffset"], "10");
+    assert_eq!(r.ext["maxOffset"], "10");
+    assert_eq!(r.ext["minOffset"], "0");
+    let recs = records(&r.body);
+    assert_eq!(recs.len(), 10);
+    for (i, rec) in recs.iter().enumerate() {
+        assert_eq!(&rec.body[..], format!("m{i}").as_bytes());
+        assert_eq!(rec.queue_offset, i as i64);
+        assert_eq!(rec.physical_offset as u64, ids[i]);
+        assert_eq!(rec.topic, "PullTopic");
+        assert_eq!(rec.store_host, b.broker);
+        assert_eq!(properties::get(&rec.properties, "color"), Some("red"));
+        assert_eq!(
+            properties::get(&rec.properties, "KEYS"),
+            Some(format!("k{i}").as_str())
+        );
+        assert!(
+            properties::get(&rec.properties, "UNIQ_KEY").is_some(),
+            "broker back-fills UNIQ_KEY"
+        );
+        assert_eq!(
+            properties::get(&rec.properties, "CLUSTER"),
+            Some("DefaultCluster")
+        );
+    }
+    // Tag filter on the broker: only TagA.
+    let r = c
+        .request(
+            pull_req("G", "PullTopic", 0, 0, 32, None, Some("TagA")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(records(&r.body).len(), 5);
+    // The status table of digest §2.5.
+    let r = c
+        .request(
+            pull_req("G", "PullTopic", 0, 10, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.ext["nextBeginOffset"].as_str()), (19, "10"));
+    let r = c
+        .request(
+            pull_req("G", "PullTopic", 0, 99, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.ext["nextBeginOffset"].as_str()), (21, "10"));
+    let r = c
+        .request(
+            pull_req("G", "PullTopic", 1, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 19, "empty queue at offset 0");
+    // Offsets and times.
+    let r = c
+        .call(
+            request(
+                30,
+                &[("topic", "PullTopic".into()), ("queueId", "0".into())],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.ext["offset"], "10");
+    let r = c
+        .call(
+            request(
+                31,
+                &[("topic", "PullTopic".into()), ("queueId", "0".into())],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.ext["offset"], "0");
+    let r = c
+        .call(
+            request(
+                32,
+                &[("topic", "PullTopic".into()), ("queueId", "0".into())],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let first_store: i64 = r.ext["timestamp"].parse().unwrap();
+    assert_eq!(first_store, recs[0].store_timestamp);
+    let r = c
+        .call(
+            request(
+                29,
+                &[
+                    ("topic", "PullTopic".into()),
+                    ("queueId", "0".into()),
+                    ("timestamp", (recs[9].store_timestamp + 1).to_string()),
+                ],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.ext["offset"], "10",
+        "LOWER: first offset stored at or after the time"
+    );
+}
+
+#[actix_rt::test]
+async fn auto_create_batch_and_long_polling() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    // A send to an unknown topic creates it from TBW102 with the client's 4 queues.
+    let r = c
+        .call(send_v2("AutoTopic", 3, b"first", ""), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.ext["queueId"], "3");
+    let ns = connect(b.namesrv).await;
+    let r = ns
+        .call(request(105, &[("topic", "AutoTopic".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(json(&r.body)["queueDatas"][0]["writeQueueNums"], 4);
+
+    // A batch: five messages, consecutive offsets, five msgIds.
+    let items: Vec<BatchItem> = (0..5)
+        .map(|i| BatchItem {
+            flag: 0,
+            body: bytes::Bytes::from(format!("b{i}")),
+            properties: format!("seq\u{1}{i}\u{2}"),
+        })
+        .collect();
+    let mut batch = send_v2("AutoTopic", 1, &encode_batch(&items), "");
+    batch.code = 320;
+    batch.ext.insert("m".into(), "true".into());
+    let r = c.call(batch, TIMEOUT).await.unwrap();
+    assert_eq!(r.ext["msgId"].split(',').count(), 5);
+    assert_eq!(r.ext["queueOffset"], "0");
+    let r = c
+        .request(
+            pull_req("G", "AutoTopic", 1, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let recs = records(&r.body);
+    assert_eq!(
+        recs.iter().map(|r| r.body.clone()).collect::<Vec<_>>(),
+        (0..5)
+            .map(|i| bytes::Bytes::from(format!("b{i}")))
+            .collect::<Vec<_>>()
+    );
+
+    // Long polling: a pull at the head is held, then answered when a message arrives.
+    let waiter = c.clone();
+    let started = Instant::now();
+    let held = tokio::spawn(async move {
+        waiter
+            .request(
+                pull_req("G", "AutoTopic", 2, 0, 32, Some(5000), Some("*")),
+                Duration::from_secs(20),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.call(send_v2("AutoTopic", 2, b"wake", ""), TIMEOUT)
+        .await
+        .unwrap();
+    let r = held.await.unwrap().unwrap();
+    assert_eq!(r.code, 0);
+    assert_eq!(&records(&r.body)[0].body[..], b"wake");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "woken by the arrival, not the hold time"
+    );
+    // Nothing arrives: answered PULL_NOT_FOUND when the hold ends.
+    let started = Instant::now();
+    let r = c
+        .request(
+            pull_req("G", "AutoTopic", 3, 1, 32, Some(700), Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 19);
+    assert!(started.elapsed() >= Duration::from_millis(650));
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_clear_errors_and_loses_nothing() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "BadTopic", 1).await;
+    // Oversized body: MESSAGE_ILLEGAL with a remark, and the connection keeps working.
+    let big = vec![b'x'; 4 * 1024 * 1024 + 1];
+    let r = c
+        .request(send_v2("BadTopic", 0, &big, ""), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 13);
+    assert!(r.remark.unwrap_or_default().contains("body size"));
+    // Oversized properties.
+    let r = c
+        .request(send_v2("BadTopic", 0, b"x", &"p".repeat(40_000)), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 13);
+    // Unknown request code.
+    let r = c.request(request(9999, &[]), TIMEOUT).await.unwrap();
+    assert_eq!(r.code, 3);
+    assert!(r.remark.unwrap_or_default().contains("9999"));
+    // A missing required field.
+    let r = c
+        .request(request(11, &[("topic", "BadTopic".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 1);
+    assert!(r.remark.unwrap_or_default().contains("consumerGroup"));
+    // A bad topic name.
+    let r = c
+        .request(send_v2("bad topic", 0, b"x", ""), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 13);
+    // Oneway requests get no answer, but are still processed.
+    c.oneway(send_v2("BadTopic", 0, b"oneway", "")).unwrap();
+    let r = c
+        .call(send_v2("BadTopic", 0, b"after", ""), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.ext["queueOffset"], "1");
+
+    // A malformed frame closes only its own connection.
+    let evil = connect(b.broker).await;
+    let mut frame = bytes::BytesMut::new();
+    frame.extend_from_slice(&20u32.to_be_bytes());
+    frame.extend_from_slice(&100u32.to_be_bytes());
+    frame.extend_from_slice(&[0u8; 16]);
+    evil.send_raw(frame.freeze()).unwrap();
+    let r = evil
+        .request(
+            request(30, &[("topic", "BadTopic".into()), ("queueId", "0".into())]),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(r.is_err(), "the bad connection is closed");
+    let r = c
+        .call(
+            request(30, &[("topic", "BadTopic".into()), ("queueId", "0".into())]),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.ext["offset"], "2",
+        "nothing lost, other connections unaffected"
+    );
+}
+
+fn heartbeat(
+    client_id: &str,
+    group: &str,
+    topic: &str,
+) -> rocktor::remoting::command::RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": client_id,
+        "producerDataSet": [],
+        "consumerDataSet": [{"groupName": group, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": topic, "subString": "*", "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG"}]}]
+    });
+    request(34, &[]).with_body(body.to_string().into_bytes())
+}
+
+#[actix_rt::test]
+async fn membership_offsets_and_graceful_restart() {
+    let mut b = BrokerProc::start("async");
+    let c1 = connect(b.broker).await;
+    let (c2, mut c2_requests) = rocktor::client::RemotingClient::connect(b.broker)
+        .await
+        .unwrap();
+    create_topic(&c1, "GroupTopic", 2).await;
+    c1.call(send_v2("GroupTopic", 0, b"x", ""), TIMEOUT)
+        .await
+        .unwrap();
+    c2.call(heartbeat("client-2", "G1", "GroupTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    c1.call(heartbeat("client-1", "G1", "GroupTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    // The earlier member is told to rebalance.
+    let notice = tokio::time::timeout(TIMEOUT, c2_requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice.code, 40);
+    assert_eq!(notice.ext["consumerGroup"], "G1");
+    let r = c1
+        .call(request(38, &[("consumerGroup", "G1".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&r.body)["consumerIdList"],
+        serde_json::json!(["client-1", "client-2"])
+    );
+    // The retry topic exists after the heartbeat.
+    let ns = connect(b.namesrv).await;
+    ns.call(request(105, &[("topic", "%RETRY%G1".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    // Pull without its own subscription uses the heartbeat's.
+    let r = c1
+        .request(pull_req("G1", "GroupTopic", 0, 0, 32, None, None), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    let r = c1
+        .request(pull_req("G2", "GroupTopic", 0, 0, 32, None, None), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 24, "no subscription registered for that group");
+    // A new group at a queue that starts at 0 gets offset 0 (Apache's rule).
+    let q = |g: &str| {
+        request(
+            14,
+            &[
+                ("consumerGroup", g.into()),
+                ("topic", "GroupTopic".into()),
+                ("queueId", "0".into()),
+            ],
+        )
+    };
+    assert_eq!(c1.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "0");
+    c1.call(
+        request(
+            15,
+            &[
+                ("consumerGroup", "G1".into()),
+                ("topic", "GroupTopic".into()),
+                ("queueId", "0".into()),
+                ("commitOffset", "1".into()),
+            ],
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c1.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "1");
+    // Closing a connection drops its members at once.
+    drop(c2);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let r = c1
+            .call(request(38, &[("consumerGroup", "G1".into())]), TIMEOUT)
+            .await
+            .unwrap();
+        if json(&r.body)["consumerIdList"] == serde_json::json!(["client-1"]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member of a closed connection still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM: exit 0, offsets flushed, everything back after the restart.
+    let status = b.terminate();
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    b.restart();
+    let c = connect(b.broker).await;
+    assert_eq!(c.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "1");
+    let r = c
+        .call(
+            request(
+                30,
+                &[("topic", "GroupTopic".into()), ("queueId", "0".into())],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.ext["offset"], "1");
+}
+
+#[actix_rt::test]
+async fn sync_flush_keeps_every_acknowledged_message_through_kill9() {
+    let mut b = BrokerProc::start("sync");
+    let c = connect(b.broker).await;
+    create_topic(&c, "DurableTopic", 4).await;
+    // Pipelined sends: many in flight at once, so group commit is exercised.
+    let mut tasks = Vec::new();
+    for i in 0..800u32 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.call(
+                send_v2(
+                    "DurableTopic",
+                    (i % 4) as i32,
+                    format!("d{i}").as_bytes(),
+                    "",
+                ),
+                TIMEOUT,
+            )
+            .await
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, 800);
+    b.kill9_and_restart();
+    let c = connect(b.broker).await;
+    let mut bodies = std::collections::HashSet::new();
+    for q in 0..4 {
+        let mut offset = 0;
+        loop {
+            let r = c
+                .request(
+                    pull_req("G", "DurableTopic", q, offset, 64, None, Some("*")),
+                    TIMEOUT,
+                )
+                .await
+                .unwrap();
+            if r.code != 0 {
+                break;
+            }
+            for rec in records(&r.body) {
+                bodies.insert(rec.body.clone());
+            }
+            offset = r.ext["nextBeginOffset"].parse().unwrap();
+        }
+    }
+    assert_eq!(
+        bodies.len(),
+        800,
+        "every acknowledged message is back after kill -9"
+    );
+}
+
+#[actix_rt::test]
+async fn real_cpp_client_produces_and_push_consumes() {
+    let Some(py) = python_client() else {
+        panic!("PyPI rocketmq 0.4.4 is not installed: run scripts/test (it sets up ~/.cache/rocktor-test-clients/py) or set ROCKTOR_PYTHON");
+    };
+    let b = BrokerProc::start("async");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pyclient.py");
+    let ns = b.namesrv.to_string();
+    let run = |args: Vec<String>| {
+        let py = py.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(py)
+                    .arg(script)
+                    .args(args)
+                    .output()
+            })
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    // Auto-created topic (TBW102 flow), 40 sync sends with tags, keys and a property.
+    let out = run(vec![
+        "produce".into(),
+        ns.clone(),
+        "PyTopic".into(),
+        "40".into(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "producer failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 40);
+    // A new push consumer group reads them all from the start, with tags, keys, properties.
+    let out = run(vec![
+        "push".into(),
+        ns.clone(),
+        "PyTopic".into(),
+        "CG_py".into(),
+        "40".into(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "consumer failed: {text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+    let got: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 40);
+    for g in &got {
+        let i: usize = g["seq"].as_str().unwrap().parse().unwrap();
+        assert_eq!(g["body"], format!("body-{i}"));
+        assert_eq!(g["keys"], format!("key-{i}"));
+        assert_eq!(g["tags"], if i % 2 == 0 { "TagA" } else { "TagB" });
+    }
+    // A tag-filtered group sees only TagA.
+    let out = run(vec![
+        "push".into(),
+        ns,
+        "PyTopic".into(),
+        "CG_py_tags".into(),
+        "20".into(),
+        "TagA".into(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tag consumer failed: {text}");
+    let got: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|g| g["tags"] == "TagA"));
+}

@@ -1,0 +1,242 @@
+//! Test harness: a rocktor process on free loopback ports, stopped when dropped, plus a few
+//! remoting helpers over `rocktor::client`.
+
+#![allow(dead_code)]
+
+use rocktor::client::{request, RemotingClient};
+use rocktor::remoting::command::RemotingCommand;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    // Ports whose port-2 is free too, so the VIP listener does not collide with another test.
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let p = l.local_addr().expect("local addr").port();
+        if p > 1026 && TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub struct BrokerProc {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub namesrv: SocketAddr,
+    pub broker: SocketAddr,
+    pub http: SocketAddr,
+    flush: &'static str,
+}
+
+impl BrokerProc {
+    pub fn start(flush: &'static str) -> BrokerProc {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut b = BrokerProc {
+            child: None,
+            dir,
+            namesrv: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            broker: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            flush,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("rocktor.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rocktor"))
+            .args([
+                "--data-dir",
+                &self.dir.path().join("data").display().to_string(),
+            ])
+            .args(["--listen", "127.0.0.1"])
+            .args(["--namesrv-port", &self.namesrv.port().to_string()])
+            .args(["--broker-port", &self.broker.port().to_string()])
+            .args(["--http-port", &self.http.port().to_string()])
+            .args(["--grpc-port", "0"])
+            .args(["--flush-mode", self.flush])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rocktor");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.broker).is_ok() && TcpStream::connect(self.namesrv).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("rocktor exited early with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rocktor did not start listening: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGKILL, then start again on the same data and ports.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running broker");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("rocktor did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> RemotingClient {
+    RemotingClient::connect(addr).await.expect("connect").0
+}
+
+pub fn send_v2(topic: &str, queue_id: i32, body: &[u8], props: &str) -> RemotingCommand {
+    let mut cmd = request(
+        310,
+        &[
+            ("a", "PG_test".into()),
+            ("b", topic.into()),
+            ("c", "TBW102".into()),
+            ("d", "4".into()),
+            ("e", queue_id.to_string()),
+            ("f", "0".into()),
+            ("g", "1700000000000".into()),
+            ("h", "0".into()),
+            ("i", props.into()),
+            ("j", "0".into()),
+            ("k", "false".into()),
+            ("m", "false".into()),
+        ],
+    );
+    cmd.body = bytes::Bytes::copy_from_slice(body);
+    cmd
+}
+
+pub fn pull_req(
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max: u32,
+    suspend_ms: Option<u64>,
+    sub: Option<&str>,
+) -> RemotingCommand {
+    let mut sys_flag = 0;
+    if suspend_ms.is_some() {
+        sys_flag |= 2;
+    }
+    if sub.is_some() {
+        sys_flag |= 4;
+    }
+    let mut ext = vec![
+        ("consumerGroup", group.to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue_id.to_string()),
+        ("queueOffset", offset.to_string()),
+        ("maxMsgNums", max.to_string()),
+        ("sysFlag", sys_flag.to_string()),
+        ("commitOffset", "0".into()),
+        ("suspendTimeoutMillis", suspend_ms.unwrap_or(0).to_string()),
+        ("subVersion", "0".into()),
+    ];
+    if let Some(s) = sub {
+        ext.push(("subscription", s.to_string()));
+        ext.push(("expressionType", "TAG".into()));
+    }
+    request(11, &ext)
+}
+
+/// Decodes a pull body into records.
+pub fn records(body: &bytes::Bytes) -> Vec<rocktor_storage::record::Record> {
+    let mut out = Vec::new();
+    let mut rest = body.clone();
+    while !rest.is_empty() {
+        let (r, n) = rocktor_storage::record::decode(&rest).expect("well-formed record");
+        out.push(r);
+        rest = rest.slice(n..);
+    }
+    out
+}
+
+pub async fn create_topic(c: &RemotingClient, topic: &str, queues: u32) {
+    c.call(
+        request(
+            17,
+            &[
+                ("topic", topic.into()),
+                ("defaultTopic", "TBW102".into()),
+                ("readQueueNums", queues.to_string()),
+                ("writeQueueNums", queues.to_string()),
+                ("perm", "6".into()),
+                ("topicFilterType", "SINGLE_TAG".into()),
+                ("topicSysFlag", "0".into()),
+                ("order", "false".into()),
+            ],
+        ),
+        TIMEOUT,
+    )
+    .await
+    .expect("create topic");
+}
+
+/// The PyPI rocketmq 0.4.4 interpreter set up by scripts/test (ROCKTOR_PYTHON), if any.
+pub fn python_client() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("ROCKTOR_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").ok()?;
+    let p = PathBuf::from(home).join(".cache/rocktor-test-clients/py/bin/python");
+    p.exists().then_some(p)
+}
