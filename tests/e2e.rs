@@ -630,7 +630,7 @@ async fn real_cpp_client_produces_and_push_consumes() {
         let i: usize = g["seq"].as_str().unwrap().parse().unwrap();
         assert_eq!(g["body"], format!("body-{i}"));
         assert_eq!(g["keys"], format!("key-{i}"));
-        assert_eq!(g["tags"], if i % 2 == 0 { "TagA" } else { "TagB" });
+        assert_eq!(g["tags"], if i.is_multiple_of(2) { "TagA" } else { "TagB" });
     }
     // A tag-filtered group sees only TagA.
     let out = run(vec![

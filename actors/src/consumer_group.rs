@@ -459,6 +459,21 @@ impl Handler<SetConfig> for ConsumerGroup {
     }
 }
 
+/// Stops the group actor (the group was deleted).
+pub struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,20 +578,5 @@ mod tests {
         g.send(FlushOffsets).await.unwrap().unwrap();
         let rec = store.recover().unwrap();
         assert_eq!(rec.offsets, vec![("g".to_string(), "T".to_string(), 0, 7)]);
-    }
-}
-
-/// Stops the group actor (the group was deleted).
-pub struct Stop;
-
-impl Message for Stop {
-    type Result = ();
-}
-
-impl Handler<Stop> for ConsumerGroup {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
     }
 }

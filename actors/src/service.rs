@@ -92,13 +92,14 @@ fn decode_meta<T: serde::de::DeserializeOwned>(what: &str, name: &str, v: &[u8])
     }
 }
 
-fn recover(
-    store: &Store,
-) -> BrokerResult<(Recovery, u64, BTreeMap<String, BTreeMap<String, String>>)> {
+/// Name-server KV config by namespace.
+type KvTable = BTreeMap<String, BTreeMap<String, String>>;
+
+fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
     let rec = store.recover()?;
     let mut topics: Vec<TopicConfig> = Vec::new();
     let mut groups = Vec::new();
-    let mut kv: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut kv = KvTable::new();
     let mut next_topic_id = 1u32;
     for (kind, name, value) in &rec.meta {
         match *kind {

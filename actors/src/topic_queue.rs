@@ -18,7 +18,9 @@ use crate::message::PreparedMessage;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use rocktor_storage::record::{self, RecordParts};
-use rocktor_storage::{keys, AppendBatch, AppendDone, AppendRecord, CqEntry, Store, Writer};
+use rocktor_storage::{
+    keys, AppendBatch, AppendDone, AppendRecord, CqEntry, QueueRead, Store, Writer,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -250,15 +252,15 @@ impl TopicQueue {
         async move {
             let read = tokio::task::spawn_blocking(move || {
                 let filter = p.filter.clone();
-                store.read_queue(
+                let read = QueueRead {
                     topic_id,
                     queue_id,
-                    p.offset,
-                    max,
-                    p.max_msgs,
-                    p.max_bytes,
-                    &|cq| filter.accepts_tag_hash(cq.tag_hash),
-                )
+                    from: p.offset,
+                    upto: max,
+                    max_count: p.max_msgs,
+                    max_bytes: p.max_bytes,
+                };
+                store.read_queue(&read, &|cq| filter.accepts_tag_hash(cq.tag_hash))
             })
             .await
             .map_err(|e| BrokerError::Storage(format!("read task failed: {e}")))??;
@@ -440,29 +442,25 @@ impl Handler<Append> for TopicQueue {
             ..Default::default()
         });
         let queue_id = self.queue_id;
-        Box::pin(
-            async move { rx.await }
-                .into_actor(self)
-                .map(move |res, act, _ctx| match res {
-                    Ok(Ok(done)) => {
-                        let seqs = done.seqs.clone();
-                        act.complete(start, Some(done));
-                        Ok(AppendResult {
-                            queue_id,
-                            first_offset: start,
-                            seqs,
-                        })
-                    }
-                    Ok(Err(e)) => {
-                        act.complete(start, None);
-                        Err(e.into())
-                    }
-                    Err(_) => {
-                        act.complete(start, None);
-                        Err(BrokerError::Storage("the storage writer stopped".into()))
-                    }
-                }),
-        )
+        Box::pin(rx.into_actor(self).map(move |res, act, _ctx| match res {
+            Ok(Ok(done)) => {
+                let seqs = done.seqs.clone();
+                act.complete(start, Some(done));
+                Ok(AppendResult {
+                    queue_id,
+                    first_offset: start,
+                    seqs,
+                })
+            }
+            Ok(Err(e)) => {
+                act.complete(start, None);
+                Err(e.into())
+            }
+            Err(_) => {
+                act.complete(start, None);
+                Err(BrokerError::Storage("the storage writer stopped".into()))
+            }
+        }))
     }
 }
 

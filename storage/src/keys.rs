@@ -114,6 +114,20 @@ pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {
     k
 }
 
+/// `index` key prefix: topic id and a 64-bit FNV-1a hash of the message key; the writer appends
+/// the sequence. Hash collisions are resolved by reading the record and comparing keys.
+pub fn index_prefix(topic_id: u32, key: &str) -> Vec<u8> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(&topic_id.to_be_bytes());
+    k.extend_from_slice(&h.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,18 +159,4 @@ mod tests {
         assert_eq!(CqValue::decode(&v.encode()), Some(v));
         assert_eq!(CqValue::decode(&[1, 2, 3]), None);
     }
-}
-
-/// `index` key prefix: topic id and a 64-bit FNV-1a hash of the message key; the writer appends
-/// the sequence. Hash collisions are resolved by reading the record and comparing keys.
-pub fn index_prefix(topic_id: u32, key: &str) -> Vec<u8> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut k = Vec::with_capacity(20);
-    k.extend_from_slice(&topic_id.to_be_bytes());
-    k.extend_from_slice(&h.to_be_bytes());
-    k
 }

@@ -10,7 +10,7 @@ pub mod record;
 mod store;
 mod writer;
 
-pub use store::{FlushMode, QueueBounds, ReadEntry, ReadOutcome, Recovered, Store};
+pub use store::{FlushMode, QueueBounds, QueueRead, ReadEntry, ReadOutcome, Recovered, Store};
 pub use writer::{AppendBatch, AppendDone, AppendRecord, CqEntry, Writer};
 
 /// Errors of the storage layer. The disk and RocksDB can hand us any of these; none panics.

@@ -43,6 +43,18 @@ pub struct ReadOutcome {
     pub scanned: u64,
 }
 
+/// Which part of a queue to read.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueRead {
+    pub topic_id: u32,
+    pub queue_id: u32,
+    pub from: u64,
+    /// Exclusive upper bound: the committed offset.
+    pub upto: u64,
+    pub max_count: usize,
+    pub max_bytes: usize,
+}
+
 /// Everything start-up needs besides the per-queue bounds.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -192,14 +204,17 @@ impl Store {
     /// keeping those `keep` accepts by their consume-queue entry.
     pub fn read_queue(
         &self,
-        topic_id: u32,
-        queue_id: u32,
-        from: u64,
-        upto: u64,
-        max_count: usize,
-        max_bytes: usize,
+        r: &QueueRead,
         keep: &dyn Fn(&CqValue) -> bool,
     ) -> Result<ReadOutcome> {
+        let QueueRead {
+            topic_id,
+            queue_id,
+            from,
+            upto,
+            max_count,
+            max_bytes,
+        } = *r;
         let cq = self.handle(cf::CQ)?;
         let log = self.handle(cf::LOG)?;
         let prefix = keys::cq_prefix(topic_id, queue_id);

@@ -270,9 +270,15 @@ mod tests {
             store.queue_bounds(1, 1).unwrap(),
             crate::QueueBounds::default()
         );
-        let out = store
-            .read_queue(1, 0, 2, 10, 100, 1 << 20, &|v| v.tag_hash == 0)
-            .unwrap();
+        let read = crate::QueueRead {
+            topic_id: 1,
+            queue_id: 0,
+            from: 2,
+            upto: 10,
+            max_count: 100,
+            max_bytes: 1 << 20,
+        };
+        let out = store.read_queue(&read, &|v| v.tag_hash == 0).unwrap();
         assert_eq!(
             out.entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
             vec![2, 4, 6, 8]
