@@ -1,5 +1,10 @@
 //! The rocktor binary: a standalone broker (name server, broker, HTTP) in one process.
 
+/// mimalloc: glibc malloc spent a quarter of the arbiter threads' time on frees of buffers
+/// allocated on another thread (measured with perf, see the performance notes in README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use rocktor::{Broker, Config};
 use rocktor_storage::FlushMode;

@@ -6,6 +6,11 @@
 //!
 //! Prints throughput and latency percentiles; never asserts anything about them.
 
+/// mimalloc: glibc malloc spent a quarter of the arbiter threads' time on frees of buffers
+/// allocated on another thread (measured with perf, see the performance notes in README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rocktor::client::{request, RemotingClient};
