@@ -125,9 +125,11 @@ pub fn new_uniq_key(host: SocketAddr) -> String {
     let now = crate::now_ms();
     b.extend_from_slice(&((now % (31 * 86_400_000)) as u32).to_be_bytes());
     b.extend_from_slice(&(COUNTER.fetch_add(1, Ordering::Relaxed) as u16).to_be_bytes());
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(32);
     for x in b {
-        s.push_str(&format!("{x:02X}"));
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
     }
     s
 }

@@ -56,7 +56,7 @@ struct Args {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// Run time in seconds (producers; consumers stop when producers are done and caught up).
+    /// Producer run time in seconds; consumers stop once producers are done and they caught up.
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Stop after this many messages in total.
@@ -207,6 +207,7 @@ struct Shared {
     send_lat: Mutex<Histogram<u64>>,
     e2e_lat: Mutex<Histogram<u64>>,
     producing: AtomicBool,
+    last_receive: Mutex<Option<Instant>>,
 }
 
 async fn produce(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<Duration, String> {
@@ -333,9 +334,6 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
                     if Instant::now() > hard_deadline
                         || (!producing
                             && idle_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
-                        || (args.mode == Mode::Consume
-                            && !producing
-                            && Instant::now() > started + Duration::from_secs(args.duration))
                     {
                         break;
                     }
@@ -366,6 +364,9 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
                         let (n, b) = decode_latencies(&r.body, now_us(), &mut local);
                         shared.totals.consumed.fetch_add(n, Ordering::Relaxed);
                         shared.totals.consumed_bytes.fetch_add(b, Ordering::Relaxed);
+                        if let Ok(mut last) = shared.last_receive.lock() {
+                            *last = Some(Instant::now());
+                        }
                         idle_since = None;
                     } else {
                         idle_since.get_or_insert_with(Instant::now);
@@ -380,7 +381,11 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
     for t in tasks {
         let _ = t.await;
     }
-    Ok(started.elapsed())
+    // The rate counts up to the last message received, not the idle wait that ends the run.
+    let last = shared.last_receive.lock().ok().and_then(|l| *l);
+    Ok(last
+        .map(|l| l.duration_since(started))
+        .unwrap_or_else(|| started.elapsed()))
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -423,6 +428,7 @@ async fn run(args: Args) -> Result<Value, String> {
         send_lat: Mutex::new(hist()),
         e2e_lat: Mutex::new(hist()),
         producing: AtomicBool::new(args.mode != Mode::Consume),
+        last_receive: Mutex::new(None),
     });
     let consumer = (args.mode != Mode::Produce)
         .then(|| tokio::spawn(consume(args.clone(), route.clone(), shared.clone())));

@@ -4,8 +4,8 @@
 //! Decoding is two steps, as in mini-redis: `check_frame` looks only at lengths and says how
 //! many bytes the next frame takes; `decode_frame` then parses exactly that frame.
 
+use super::ext_fields::{ExtFields, LenientString};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use std::collections::HashMap;
 
 /// Largest frame we accept (Apache's `frameMaxLength` default).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -33,7 +33,7 @@ pub struct RemotingCommand {
     pub opaque: i32,
     pub flag: i32,
     pub remark: Option<String>,
-    pub ext: HashMap<String, String>,
+    pub ext: ExtFields,
     pub body: Bytes,
     pub serialize_type: SerializeType,
 }
@@ -109,22 +109,26 @@ pub fn decode_frame(mut frame: Bytes) -> Result<RemotingCommand, FrameError> {
     Ok(cmd)
 }
 
-fn value_to_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Null => None,
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        other => Some(other.to_string()),
-    }
+/// The JSON header as the clients write it; every scalar is read leniently (numbers may be
+/// strings and the other way round, `language` a name or an ordinal, fields absent or null).
+#[derive(serde::Deserialize)]
+struct JsonHeader {
+    code: Option<LenientString>,
+    language: Option<LenientString>,
+    version: Option<LenientString>,
+    opaque: Option<LenientString>,
+    flag: Option<LenientString>,
+    remark: Option<LenientString>,
+    #[serde(rename = "extFields", default)]
+    ext: ExtFields,
 }
 
-fn value_to_i32(v: Option<&serde_json::Value>) -> Option<i32> {
-    match v? {
-        serde_json::Value::Number(n) => n.as_i64().map(|x| x as i32),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+fn lenient_i32(v: Option<LenientString>) -> Option<i32> {
+    let s = v?.0?;
+    let t = s.trim();
+    t.parse::<i32>()
+        .ok()
+        .or_else(|| t.parse::<f64>().ok().map(|f| f as i32))
 }
 
 const LANGUAGES: [&str; 14] = [
@@ -145,35 +149,24 @@ fn language_code(name: &str) -> u8 {
 }
 
 fn decode_json_header(h: &[u8]) -> Result<RemotingCommand, FrameError> {
-    let v: serde_json::Value =
+    let j: JsonHeader =
         serde_json::from_slice(h).map_err(|e| FrameError::BadHeader(e.to_string()))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| FrameError::BadHeader("header is not a JSON object".into()))?;
-    let code = value_to_i32(obj.get("code"))
-        .ok_or_else(|| FrameError::BadHeader("missing code".into()))?;
-    let language = match obj.get("language") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => language_name(n.as_u64().unwrap_or(7) as u8),
-        _ => "JAVA".to_string(),
+    let code = lenient_i32(j.code).ok_or_else(|| FrameError::BadHeader("missing code".into()))?;
+    let language = match j.language.and_then(|l| l.0) {
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) => language_name(n),
+            Err(_) => l,
+        },
+        None => "JAVA".to_string(),
     };
-    let mut ext = HashMap::new();
-    if let Some(serde_json::Value::Object(m)) = obj.get("extFields") {
-        ext.reserve(m.len());
-        for (k, v) in m {
-            if let Some(s) = value_to_string(v) {
-                ext.insert(k.clone(), s);
-            }
-        }
-    }
     Ok(RemotingCommand {
         code,
         language,
-        version: value_to_i32(obj.get("version")).unwrap_or(0),
-        opaque: value_to_i32(obj.get("opaque")).unwrap_or(0),
-        flag: value_to_i32(obj.get("flag")).unwrap_or(0),
-        remark: obj.get("remark").and_then(value_to_string),
-        ext,
+        version: lenient_i32(j.version).unwrap_or(0),
+        opaque: lenient_i32(j.opaque).unwrap_or(0),
+        flag: lenient_i32(j.flag).unwrap_or(0),
+        remark: j.remark.and_then(|r| r.0),
+        ext: j.ext,
         body: Bytes::new(),
         serialize_type: SerializeType::Json,
     })
@@ -209,7 +202,7 @@ fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, FrameError> {
         return Err(FrameError::BadHeader("ext length out of range".into()));
     }
     let mut m = h.split_to(ext_len as usize);
-    let mut ext = HashMap::new();
+    let mut ext = ExtFields::new();
     while m.has_remaining() {
         need(&m, 2, "ext key length")?;
         let kl = m.get_i16();
@@ -320,15 +313,13 @@ impl RemotingCommand {
         use std::fmt::Write;
         let mut s = String::with_capacity(128 + self.ext.len() * 32);
         let _ = write!(s, "{{\"code\":{},\"extFields\":{{", self.code);
-        let mut keys: Vec<&String> = self.ext.keys().collect();
-        keys.sort();
-        for (i, k) in keys.iter().enumerate() {
+        for (i, (k, v)) in self.ext.sorted().into_iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             push_json_str(&mut s, k);
             s.push(':');
-            push_json_str(&mut s, &self.ext[*k]);
+            push_json_str(&mut s, v);
         }
         let _ = write!(
             s,
@@ -366,7 +357,7 @@ impl RemotingCommand {
             .map(|(k, v)| 2 + k.len() + 4 + v.len())
             .sum();
         out.put_i32(ext_len as i32);
-        for (k, v) in &self.ext {
+        for (k, v) in self.ext.iter() {
             out.put_i16(k.len() as i16);
             out.put_slice(k.as_bytes());
             out.put_i32(v.len() as i32);
@@ -375,23 +366,31 @@ impl RemotingCommand {
     }
 }
 
-/// Appends `v` as a JSON string literal.
+/// Appends `v` as a JSON string literal, copying runs that need no escape in one go.
 pub fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+    let mut run_start = 0;
+    for (i, b) in v.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        s.push_str(&v[run_start..i]);
+        match esc {
+            Some(e) => s.push_str(e),
+            None => {
                 use std::fmt::Write;
-                let _ = write!(s, "\\u{:04x}", c as u32);
+                let _ = write!(s, "\\u{:04x}", b);
             }
-            c => s.push(c),
         }
+        run_start = i + 1;
     }
+    s.push_str(&v[run_start..]);
     s.push('"');
 }
 

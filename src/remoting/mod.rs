@@ -8,6 +8,7 @@ pub mod command;
 pub mod connection;
 pub mod errors;
 pub mod ext;
+pub mod ext_fields;
 pub mod handlers;
 pub mod message;
 pub mod server;

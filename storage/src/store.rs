@@ -116,6 +116,17 @@ impl Store {
         Writer::start(self.clone(), next_seq)
     }
 
+    /// Writes every column family's memtable to SST files (graceful shutdown).
+    pub(crate) fn flush_memtables(&self) -> std::result::Result<(), rocksdb::Error> {
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(true);
+        let handles: Vec<&ColumnFamily> = cf::ALL
+            .iter()
+            .filter_map(|n| self.db.cf_handle(n))
+            .collect();
+        self.db.flush_cfs_opt(&handles, &opts)
+    }
+
     /// Reads metadata, committed offsets and the next global sequence.
     pub fn recover(&self) -> Result<Recovered> {
         let mut out = Recovered::default();

@@ -87,7 +87,7 @@ impl Writer {
         rx
     }
 
-    /// Syncs the WAL after everything submitted before it.
+    /// Syncs the WAL and flushes the memtables, after everything submitted before it.
     pub fn flush(&self) -> oneshot::Receiver<Result<()>> {
         let (done, rx) = oneshot::channel();
         if let Err(mpsc::SendError(Cmd::Flush(done))) = self.tx.send(Cmd::Flush(done)) {
@@ -142,9 +142,16 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
                 }
             }
         }
-        for done in flushes {
-            let r = store.db().flush_wal(true).map_err(StorageError::from);
-            let _ = done.send(r);
+        if !flushes.is_empty() {
+            // Sync the WAL, then flush memtables so that the next start does not replay the log.
+            let r = store
+                .db()
+                .flush_wal(true)
+                .and_then(|_| store.flush_memtables())
+                .map_err(|e| e.to_string());
+            for done in flushes {
+                let _ = done.send(r.clone().map_err(StorageError::Meta));
+            }
         }
     }
 }

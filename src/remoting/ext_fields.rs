@@ -1,0 +1,156 @@
+//! `ExtFields`: a request's extFields as a small vector map. Headers carry at most a couple
+//! dozen keys, so a linear scan beats hashing, and decoding allocates one vector, not a table.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use std::fmt;
+
+#[derive(Debug, Clone, Default)]
+pub struct ExtFields(Vec<(String, String)>);
+
+impl ExtFields {
+    pub fn new() -> Self {
+        ExtFields(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        ExtFields(Vec::with_capacity(n))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key`; a later value replaces an earlier one (Java decodes into a map, last wins).
+    pub fn insert(&mut self, key: String, value: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Pairs sorted by key (fastjson writes keys sorted).
+    pub fn sorted(&self) -> Vec<(&String, &String)> {
+        let mut v: Vec<_> = self.iter().collect();
+        v.sort();
+        v
+    }
+}
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl std::ops::Index<&str> for ExtFields {
+    type Output = String;
+
+    /// Panics when absent, like `HashMap`'s index: for tests and already-checked keys only.
+    fn index(&self, key: &str) -> &String {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no extField {key:?}"),
+        }
+    }
+}
+
+/// A JSON scalar as the string Java's `toString()` would give; null is absent.
+pub(crate) struct LenientString(pub Option<String>);
+
+impl<'de> serde::Deserialize<'de> for LenientString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LenientString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<LenientString, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_none<E>(self) -> Result<LenientString, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<LenientString, A::Error> {
+                // A nested object has no place in extFields; skip it rather than fail the request.
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(LenientString(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<LenientString, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LenientString(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ExtFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtFields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an extFields object or null")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<ExtFields, A::Error> {
+                let mut out = ExtFields::with_capacity(m.size_hint().unwrap_or(16));
+                while let Some((k, v)) = m.next_entry::<String, LenientString>()? {
+                    if let Some(v) = v.0 {
+                        out.insert(k, v);
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_unit<E>(self) -> Result<ExtFields, E> {
+                Ok(ExtFields::new())
+            }
+            fn visit_none<E>(self) -> Result<ExtFields, E> {
+                Ok(ExtFields::new())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
