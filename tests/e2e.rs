@@ -487,7 +487,11 @@ async fn membership_offsets_and_graceful_restart() {
     }
     // SIGTERM: exit 0, offsets flushed, everything back after the restart.
     let status = b.terminate();
-    assert!(status.success(), "graceful stop exits 0: {status}");
+    assert!(
+        status.success(),
+        "graceful stop exits 0: {status}\n{}",
+        b.log()
+    );
     b.restart();
     let c = connect(b.broker).await;
     assert_eq!(c.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "1");
@@ -651,4 +655,148 @@ async fn real_cpp_client_produces_and_push_consumes() {
         .collect();
     assert_eq!(got.len(), 20);
     assert!(got.iter().all(|g| g["tags"] == "TagA"));
+}
+
+/// Pulls queue 0 of `topic` from `offset` until something arrives or `within` passes.
+async fn pull_until_found(
+    c: &rocktor::client::RemotingClient,
+    topic: &str,
+    offset: u64,
+    within: Duration,
+) -> Vec<rocktor_storage::record::Record> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let r = c
+            .request(
+                pull_req("G", topic, 0, offset, 32, Some(500), Some("*")),
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
+        if r.code == 0 {
+            return records(&r.body);
+        }
+    }
+    Vec::new()
+}
+
+#[actix_rt::test]
+async fn delayed_messages_wait_their_time_and_survive_kill9() {
+    let mut b = BrokerProc::start("sync");
+    let c = connect(b.broker).await;
+    create_topic(&c, "DelayTopic", 1).await;
+    // Delay level 2 = 5 s; and an absolute start-deliver time 1.5 s ahead.
+    let sent = Instant::now();
+    c.call(
+        send_v2("DelayTopic", 0, b"level2", "DELAY\u{1}2\u{2}"),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let at = rocktor_actors::now_ms() + 1500;
+    c.call(
+        send_v2(
+            "DelayTopic",
+            0,
+            b"at",
+            &format!("__STARTDELIVERTIME\u{1}{at}\u{2}"),
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .request(
+            pull_req("G", "DelayTopic", 0, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 19, "nothing is visible before its time");
+    let first = pull_until_found(&c, "DelayTopic", 0, Duration::from_secs(5)).await;
+    assert_eq!(&first[0].body[..], b"at");
+    assert!(sent.elapsed() >= Duration::from_millis(1400));
+    // Crash before level 2 is due: the pending message is delivered after the restart.
+    b.kill9_and_restart();
+    let c = connect(b.broker).await;
+    let second = pull_until_found(&c, "DelayTopic", 1, Duration::from_secs(10)).await;
+    assert_eq!(&second[0].body[..], b"level2");
+    assert!(sent.elapsed() >= Duration::from_millis(4900));
+    assert_eq!(
+        properties::get(&second[0].properties, "DELAY"),
+        None,
+        "DELAY is removed on delivery"
+    );
+}
+
+#[actix_rt::test]
+async fn send_back_retries_then_dead_letters() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "RetryTopic", 1).await;
+    c.call(
+        send_v2(
+            "RetryTopic",
+            0,
+            b"fails",
+            "TAGS\u{1}T\u{2}origin\u{1}x\u{2}",
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .request(
+            pull_req("G", "RetryTopic", 0, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let orig = &records(&r.body)[0];
+    let back = |offset: i64, level: i32| {
+        request(
+            36,
+            &[
+                ("offset", offset.to_string()),
+                ("group", "CG_R".into()),
+                ("delayLevel", level.to_string()),
+                ("originMsgId", "ORIG".into()),
+                ("maxReconsumeTimes", "1".into()),
+            ],
+        )
+    };
+    // Level 1 (1 s) instead of the default back-off, to keep the test short.
+    c.call(back(orig.physical_offset, 1), TIMEOUT)
+        .await
+        .unwrap();
+    let retried = pull_until_found(&c, "%RETRY%CG_R", 0, Duration::from_secs(5)).await;
+    let r1 = &retried[0];
+    assert_eq!(&r1.body[..], b"fails");
+    assert_eq!(r1.reconsume_times, 1);
+    assert_eq!(
+        properties::get(&r1.properties, "RETRY_TOPIC"),
+        Some("RetryTopic")
+    );
+    assert_eq!(
+        properties::get(&r1.properties, "ORIGIN_MESSAGE_ID"),
+        Some("ORIG")
+    );
+    assert_eq!(properties::get(&r1.properties, "origin"), Some("x"));
+    // At the limit: straight to the dead-letter queue, created on demand with one queue.
+    c.call(back(r1.physical_offset, 0), TIMEOUT).await.unwrap();
+    let dlq = pull_until_found(&c, "%DLQ%CG_R", 0, Duration::from_secs(5)).await;
+    assert_eq!(&dlq[0].body[..], b"fails");
+    assert_eq!(
+        properties::get(&dlq[0].properties, "DLQ_ORIGIN_TOPIC"),
+        Some("RetryTopic")
+    );
+    let ns = connect(b.namesrv).await;
+    let r = ns
+        .call(request(105, &[("topic", "%DLQ%CG_R".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(json(&r.body)["queueDatas"][0]["writeQueueNums"], 1);
+    // An unknown offset is a clear error.
+    let r = c.request(back(999_999, 0), TIMEOUT).await.unwrap();
+    assert_ne!(r.code, 0);
 }

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod message;
 pub mod model;
 pub mod routes;
+pub mod scheduler;
 pub mod service;
 pub mod topic_queue;
 

@@ -3,8 +3,9 @@
 
 use crate::error::BrokerError;
 use crate::model::java_hash;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rocktor_storage::properties;
+use rocktor_storage::record::{self, Record, RecordParts};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -13,6 +14,53 @@ pub const PROP_KEYS: &str = "KEYS";
 pub const PROP_UNIQ_KEY: &str = "UNIQ_KEY";
 pub const PROP_CLUSTER: &str = "CLUSTER";
 pub const PROP_MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+pub const PROP_DELAY: &str = "DELAY";
+pub const PROP_TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+pub const PROP_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+pub const PROP_TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+pub const PROP_START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
+pub const PROP_RETRY_TOPIC: &str = "RETRY_TOPIC";
+pub const PROP_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+pub const PROP_DLQ_ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
+pub const PROP_DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+
+/// The default `messageDelayLevel` table: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
+/// 30m 1h 2h", in ms.
+pub const DELAY_LEVELS_MS: [i64; 18] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
+    480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+];
+
+/// The delay of a level, clamped to the table as Apache clamps it.
+pub fn delay_of_level(level: i32) -> i64 {
+    DELAY_LEVELS_MS[(level.clamp(1, DELAY_LEVELS_MS.len() as i32) - 1) as usize]
+}
+
+/// When a message asks to be delivered, if later than now: a delay level (`DELAY`), the 5.x
+/// timer properties, or Aliyun ONS's `__STARTDELIVERTIME` (absolute epoch ms).
+pub fn due_time(props: &str, now_ms: i64) -> Option<i64> {
+    let num = |k: &str| properties::get(props, k).and_then(|v| v.trim().parse::<i64>().ok());
+    let due = if let Some(level) = num(PROP_DELAY).filter(|l| *l > 0) {
+        now_ms + delay_of_level(level as i32)
+    } else if let Some(at) = num(PROP_TIMER_DELIVER_MS) {
+        at
+    } else if let Some(s) = num(PROP_TIMER_DELAY_SEC) {
+        now_ms + s.saturating_mul(1000)
+    } else if let Some(ms) = num(PROP_TIMER_DELAY_MS) {
+        now_ms + ms
+    } else {
+        num(PROP_START_DELIVER_TIME)?
+    };
+    (due > now_ms).then_some(due)
+}
+
+/// Properties a delayed message loses when it is delivered (Apache removes them too).
+pub const DELAY_PROPERTIES: [&str; 4] = [
+    PROP_DELAY,
+    PROP_TIMER_DELIVER_MS,
+    PROP_TIMER_DELAY_SEC,
+    PROP_TIMER_DELAY_MS,
+];
 
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 pub const MAX_PROPERTIES: usize = 32767;
@@ -42,6 +90,66 @@ pub struct PreparedMessage {
     pub tag_hash: i64,
     pub uniq_key: String,
     pub keys: Vec<String>,
+}
+
+/// Encodes a prepared message as a stored record of `topic`/`queue_id` at `queue_offset`.
+pub fn encode_record(
+    topic: &str,
+    queue_id: u32,
+    queue_offset: u64,
+    m: &PreparedMessage,
+    store_time: i64,
+    store_host: SocketAddr,
+) -> BytesMut {
+    let parts = RecordParts {
+        queue_id: queue_id as i32,
+        flag: m.flag,
+        queue_offset: queue_offset as i64,
+        sys_flag: m.sys_flag,
+        born_timestamp: m.born_timestamp,
+        born_host: m.born_host,
+        store_timestamp: store_time,
+        store_host,
+        reconsume_times: m.reconsume_times,
+        prepared_transaction_offset: 0,
+        body: &m.body,
+        topic,
+        properties: &m.properties,
+    };
+    let mut buf = BytesMut::with_capacity(record::encoded_len(&parts));
+    record::encode(&parts, &mut buf);
+    buf
+}
+
+/// Rebuilds a prepared message from a stored record (scheduled delivery, retries), with the
+/// given properties.
+pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
+    let tag_hash = properties::get(&properties, PROP_TAGS)
+        .map(|t| java_hash(t) as i64)
+        .unwrap_or(0);
+    let uniq_key = properties::get(&properties, PROP_UNIQ_KEY)
+        .unwrap_or_default()
+        .to_string();
+    let keys = properties::get(&properties, PROP_KEYS)
+        .map(|k| {
+            k.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    PreparedMessage {
+        body: rec.body.clone(),
+        flag: rec.flag,
+        properties,
+        sys_flag: rec.sys_flag,
+        born_timestamp: rec.born_timestamp,
+        born_host: rec.born_host,
+        reconsume_times: rec.reconsume_times,
+        tag_hash,
+        uniq_key,
+        keys,
+    }
 }
 
 /// Checks the limits; the error text says which limit and by how much.
@@ -174,6 +282,33 @@ mod tests {
         .unwrap();
         assert_eq!(q.uniq_key, "ABC");
         assert_eq!(q.tag_hash, 0);
+    }
+
+    #[test]
+    fn due_times() {
+        let now = 1_000_000;
+        assert_eq!(due_time("DELAY\u{1}2\u{2}", now), Some(now + 5_000));
+        assert_eq!(due_time("DELAY\u{1}99\u{2}", now), Some(now + 7_200_000));
+        assert_eq!(due_time("DELAY\u{1}0\u{2}", now), None);
+        assert_eq!(
+            due_time("__STARTDELIVERTIME\u{1}1004000\u{2}", now),
+            Some(1_004_000)
+        );
+        assert_eq!(
+            due_time("__STARTDELIVERTIME\u{1}10\u{2}", now),
+            None,
+            "a past time is now"
+        );
+        assert_eq!(
+            due_time("TIMER_DELAY_SEC\u{1}3\u{2}", now),
+            Some(now + 3_000)
+        );
+        assert_eq!(
+            due_time("TIMER_DELIVER_MS\u{1}2000000\u{2}", now),
+            Some(2_000_000)
+        );
+        assert_eq!(due_time("TAGS\u{1}a\u{2}", now), None);
+        assert_eq!(delay_of_level(3), 10_000);
     }
 
     #[test]

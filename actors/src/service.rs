@@ -12,14 +12,19 @@ use crate::consumer_group::{
 };
 use crate::error::{BrokerError, BrokerResult};
 use crate::filter::Filter;
-use crate::message::{check_limits, prepare, IncomingMessage};
+use crate::message::{
+    check_limits, delay_of_level, due_time, from_record, prepare, IncomingMessage, PreparedMessage,
+    PROP_DELAY, PROP_DLQ_ORIGIN_MESSAGE_ID, PROP_DLQ_ORIGIN_TOPIC, PROP_ORIGIN_MESSAGE_ID,
+    PROP_RETRY_TOPIC, PROP_UNIQ_KEY,
+};
 use crate::model::{self, GroupConfig, TopicConfig, PERM_INHERIT, PERM_READ, PERM_WRITE};
 use crate::routes::Routes;
+use crate::scheduler::{Schedule, Scheduler};
 use crate::topic_queue::{Append, Pull, PullOutcome, QueueStats};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use rocktor_storage::keys::MetaKind;
-use rocktor_storage::{Store, Writer};
+use rocktor_storage::{properties, Store, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +41,7 @@ pub struct BrokerContext {
     pub registry: Arc<ArcSwap<Registry>>,
     pub broker: Addr<BrokerActor>,
     pub routes: Addr<Routes>,
+    pub scheduler: Addr<Scheduler>,
     pub store: Store,
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
@@ -50,6 +56,19 @@ pub struct SendRequest {
     /// Negative: the broker picks a queue.
     pub queue_id: i32,
     pub messages: Vec<IncomingMessage>,
+    /// Retry-topic sends: the consumer's limit (header `maxReconsumeTimes`).
+    pub max_reconsume_times: Option<i32>,
+}
+
+/// CONSUMER_SEND_MSG_BACK: a consumer gives a message back for a later retry.
+pub struct SendBackRequest {
+    pub group: String,
+    /// The commit-log offset (sequence) of the message.
+    pub offset: u64,
+    /// 0: the broker's back-off (3 + reconsume times); negative: straight to the DLQ.
+    pub delay_level: i32,
+    pub origin_msg_id: Option<String>,
+    pub max_reconsume_times: Option<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,11 +197,19 @@ impl BrokerContext {
             recovery,
         )
         .start();
+        let scheduler = Scheduler::new(
+            store.clone(),
+            writer.clone(),
+            registry.clone(),
+            settings.broker_addr,
+        )
+        .start();
         let ctx = BrokerContext {
             settings,
             registry,
             broker,
             routes,
+            scheduler,
             store,
             writer,
             arbiters: Arc::new(arbiters),
@@ -226,6 +253,8 @@ impl BrokerContext {
             Ok(Err(e)) => tracing::error!(error = %e, "WAL flush failed"),
             Err(_) => tracing::error!("storage writer already stopped"),
         }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.stop_background_work()).await;
         for a in self.arbiters.iter() {
             a.stop();
         }
@@ -295,6 +324,109 @@ impl BrokerContext {
         .await
     }
 
+    /// The dead-letter topic of a group: one queue, created lazily (digest §4.3).
+    pub async fn ensure_dlq_topic(&self, group: &str) -> BrokerResult<Arc<TopicHandle>> {
+        let name = model::dlq_topic(group);
+        if let Some(t) = self.topic(&name) {
+            return Ok(t);
+        }
+        self.auto_create(TopicSpec {
+            name,
+            read_queues: 1,
+            write_queues: 1,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        })
+        .await
+    }
+
+    /// Routes a message a consumer gave back: to `%RETRY%<group>` after the back-off of its
+    /// delay level, or past the group's limit to `%DLQ%<group>` (digest §4.3).
+    pub async fn send_back(&self, req: SendBackRequest) -> BrokerResult<()> {
+        let group = self.ensure_group(&req.group).await?;
+        if group.config.retry_queue_nums == 0 {
+            return Ok(()); // Apache's rule: no retry queues means the message is dropped.
+        }
+        let store = self.store.clone();
+        let seq = req.offset;
+        let bytes = tokio::task::spawn_blocking(move || store.read_record(seq))
+            .await
+            .map_err(|e| BrokerError::Storage(e.to_string()))??
+            .ok_or_else(|| {
+                BrokerError::NotFound(format!("look message by offset failed, {seq}"))
+            })?;
+        let (rec, _) = rocktor_storage::record::decode(&bytes)
+            .map_err(|e| BrokerError::Storage(format!("stored record {seq}: {e}")))?;
+        let mut props = rec.properties.clone();
+        let origin_topic = properties::get(&props, PROP_RETRY_TOPIC)
+            .unwrap_or(&rec.topic)
+            .to_string();
+        if properties::get(&props, PROP_RETRY_TOPIC).is_none() {
+            properties::push(&mut props, PROP_RETRY_TOPIC, &rec.topic);
+        }
+        let origin_id = req
+            .origin_msg_id
+            .filter(|s| !s.is_empty())
+            .or_else(|| properties::get(&props, PROP_ORIGIN_MESSAGE_ID).map(str::to_string))
+            .or_else(|| properties::get(&props, PROP_UNIQ_KEY).map(str::to_string))
+            .unwrap_or_default();
+        if properties::get(&props, PROP_ORIGIN_MESSAGE_ID).is_none() && !origin_id.is_empty() {
+            properties::push(&mut props, PROP_ORIGIN_MESSAGE_ID, &origin_id);
+        }
+        let max = req
+            .max_reconsume_times
+            .unwrap_or(group.config.retry_max_times);
+        let times = rec.reconsume_times;
+        let store_host = self.settings.broker_addr;
+        if times >= max || req.delay_level < 0 {
+            let mut p = properties::without(&props, &[PROP_DELAY]);
+            p = properties::with(&p, PROP_DLQ_ORIGIN_TOPIC, &origin_topic);
+            p = properties::with(&p, PROP_DLQ_ORIGIN_MESSAGE_ID, &origin_id);
+            let mut m: PreparedMessage = from_record(&rec, p);
+            m.reconsume_times = times + 1;
+            let dlq = self.ensure_dlq_topic(&req.group).await?;
+            let queue = dlq
+                .queues
+                .first()
+                .ok_or_else(|| BrokerError::Storage("DLQ topic without queue".into()))?;
+            queue
+                .send(Append {
+                    messages: vec![m],
+                    store_host,
+                })
+                .timeout(MAILBOX_WAIT)
+                .await??;
+            metrics::counter!("rocktor_messages_dead_lettered_total", "group" => req.group)
+                .increment(1);
+            return Ok(());
+        }
+        let level = if req.delay_level == 0 {
+            3 + times
+        } else {
+            req.delay_level
+        };
+        let p = properties::with(&props, PROP_DELAY, &level.to_string());
+        let mut m = from_record(&rec, p);
+        m.reconsume_times = times + 1;
+        let retry = self.ensure_retry_topic(&group).await?;
+        let queue_id = (self.round_robin.fetch_add(1, Ordering::Relaxed)
+            % retry.queues.len().max(1) as u64) as u32;
+        let due_ms = crate::now_ms() + delay_of_level(level);
+        self.scheduler
+            .send(Schedule {
+                topic: retry.config.name.clone(),
+                queue_id,
+                messages: vec![m],
+                due_ms,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await??;
+        metrics::counter!("rocktor_messages_retried_total", "group" => req.group).increment(1);
+        Ok(())
+    }
+
     async fn auto_create(&self, spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
         model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
         self.broker
@@ -356,7 +488,16 @@ impl BrokerContext {
         for m in &req.messages {
             check_limits(m, self.settings.max_message_size)?;
         }
-        let topic = self.topic_for_send(&req).await?;
+        let mut topic = self.topic_for_send(&req).await?;
+        if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
+            // Orderly consumers re-send failures to the retry topic themselves; past the limit
+            // such a message belongs in the dead-letter queue (digest §4.3).
+            let g = self.ensure_group(group).await?;
+            let max = req.max_reconsume_times.unwrap_or(g.config.retry_max_times);
+            if req.messages.iter().any(|m| m.reconsume_times > max) {
+                topic = self.ensure_dlq_topic(group).await?;
+            }
+        }
         if !topic.config.writable() {
             return Err(BrokerError::NoPermission(format!(
                 "the topic[{}] sending message is forbidden",
@@ -381,8 +522,32 @@ impl BrokerContext {
         for m in req.messages {
             prepared.push(prepare(m, &self.settings.cluster_name, store_host)?);
         }
-        let uniq_keys = prepared.iter().map(|p| p.uniq_key.clone()).collect();
+        let uniq_keys: Vec<String> = prepared.iter().map(|p| p.uniq_key.clone()).collect();
         let n = prepared.len() as u64;
+        let due = prepared
+            .first()
+            .and_then(|p| due_time(&p.properties, crate::now_ms()));
+        if let Some(due_ms) = due {
+            let seqs = self
+                .scheduler
+                .send(Schedule {
+                    topic: topic.config.name.clone(),
+                    queue_id,
+                    messages: prepared,
+                    due_ms,
+                })
+                .timeout(MAILBOX_WAIT)
+                .await??;
+            metrics::counter!("rocktor_messages_scheduled_total", "topic" => req.topic.clone())
+                .increment(n);
+            return Ok(SendResult {
+                queue_id,
+                first_offset: 0,
+                seqs,
+                uniq_keys,
+                store_host,
+            });
+        }
         let r = queue
             .send(Append {
                 messages: prepared,

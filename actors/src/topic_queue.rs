@@ -14,10 +14,9 @@
 
 use crate::error::BrokerError;
 use crate::filter::Filter;
-use crate::message::PreparedMessage;
+use crate::message::{encode_record, PreparedMessage};
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
-use rocktor_storage::record::{self, RecordParts};
+use bytes::Bytes;
 use rocktor_storage::{
     keys, AppendBatch, AppendDone, AppendRecord, CqEntry, QueueRead, Store, Writer,
 };
@@ -392,23 +391,7 @@ impl Handler<Append> for TopicQueue {
         let mut tag_hashes = Vec::with_capacity(msg.messages.len());
         for (i, m) in msg.messages.iter().enumerate() {
             let offset = start + i as u64;
-            let parts = RecordParts {
-                queue_id: self.queue_id as i32,
-                flag: m.flag,
-                queue_offset: offset as i64,
-                sys_flag: m.sys_flag,
-                born_timestamp: m.born_timestamp,
-                born_host: m.born_host,
-                store_timestamp: now,
-                store_host: msg.store_host,
-                reconsume_times: m.reconsume_times,
-                prepared_transaction_offset: 0,
-                body: &m.body,
-                topic: &self.topic,
-                properties: &m.properties,
-            };
-            let mut buf = BytesMut::with_capacity(record::encoded_len(&parts));
-            record::encode(&parts, &mut buf);
+            let record = encode_record(&self.topic, self.queue_id, offset, m, now, msg.store_host);
             let mut index_keys: Vec<Vec<u8>> = m
                 .keys
                 .iter()
@@ -416,7 +399,7 @@ impl Handler<Append> for TopicQueue {
                 .collect();
             index_keys.push(keys::index_prefix(self.topic_id, &m.uniq_key));
             records.push(AppendRecord {
-                record: buf,
+                record,
                 cq: Some(CqEntry {
                     topic_id: self.topic_id,
                     queue_id: self.queue_id,
@@ -425,6 +408,7 @@ impl Handler<Append> for TopicQueue {
                     store_time: now,
                 }),
                 index_keys,
+                timer: None,
             });
             tag_hashes.push(m.tag_hash);
         }
@@ -580,7 +564,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out.records.len(), 1);
-        let (rec, _) = record::decode(&out.records[0]).unwrap();
+        let (rec, _) = rocktor_storage::record::decode(&out.records[0]).unwrap();
         assert_eq!(rec.queue_offset, 2);
         // status table
         assert_eq!(

@@ -26,7 +26,7 @@ impl<'a> Ext<'a> {
     fn raw(&self, names: &[&'static str]) -> Option<&'a str> {
         names
             .iter()
-            .find_map(|n| self.cmd.ext.get(*n).map(String::as_str))
+            .find_map(|n| self.cmd.ext.get(n).map(String::as_str))
     }
 
     pub fn opt_str(&self, name: &'static str) -> Option<&'a str> {

@@ -128,6 +128,40 @@ pub fn index_prefix(topic_id: u32, key: &str) -> Vec<u8> {
     k
 }
 
+/// `timer` key: due time (ms, big-endian, so the scan is in due order), then the sequence.
+pub fn timer_key(due_ms: i64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn parse_timer_key(k: &[u8]) -> Option<(i64, u64)> {
+    if k.len() != 16 {
+        return None;
+    }
+    Some((
+        u64::from_be_bytes(k[..8].try_into().ok()?) as i64,
+        u64::from_be_bytes(k[8..].try_into().ok()?),
+    ))
+}
+
+/// `timer` value: destination queue id and topic.
+pub fn timer_value(queue_id: u32, topic: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + topic.len());
+    v.extend_from_slice(&queue_id.to_be_bytes());
+    v.extend_from_slice(topic.as_bytes());
+    v
+}
+
+pub fn parse_timer_value(v: &[u8]) -> Option<(u32, String)> {
+    if v.len() < 4 {
+        return None;
+    }
+    let q = u32::from_be_bytes(v[..4].try_into().ok()?);
+    Some((q, String::from_utf8(v[4..].to_vec()).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@ pub mod record;
 mod store;
 mod writer;
 
+pub use store::DueTimer;
 pub use store::{FlushMode, QueueBounds, QueueRead, ReadEntry, ReadOutcome, Recovered, Store};
-pub use writer::{AppendBatch, AppendDone, AppendRecord, CqEntry, Writer};
+pub use writer::{AppendBatch, AppendDone, AppendRecord, CqEntry, TimerEntry, Writer};
 
 /// Errors of the storage layer. The disk and RocksDB can hand us any of these; none panics.
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,17 @@ pub struct QueueRead {
     pub max_bytes: usize,
 }
 
+/// A delayed record whose time has come.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    pub key: Vec<u8>,
+    pub due_ms: i64,
+    pub topic: String,
+    pub queue_id: u32,
+    /// None when the record is gone (retention); the timer entry is then just dropped.
+    pub record: Option<Bytes>,
+}
+
 /// Everything start-up needs besides the per-queue bounds.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -114,6 +125,13 @@ impl Store {
     /// Starts the one group-commit writer thread.
     pub fn start_writer(&self, next_seq: u64) -> Result<Writer> {
         Writer::start(self.clone(), next_seq)
+    }
+
+    /// Stops RocksDB's flush and compaction threads and waits for them. Called last on a
+    /// graceful shutdown (after `Writer::flush`): a process that exits with them still running
+    /// can abort in static destructors ("pthread lock: Invalid argument").
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
     }
 
     /// Writes every column family's memtable to SST files (graceful shutdown).
@@ -331,6 +349,44 @@ impl Store {
         } else {
             Ok(lo.min(bounds.max))
         }
+    }
+
+    /// Timer entries due at or before `now_ms`, from `floor_ms` on, oldest first, with their
+    /// records. Starting at the floor skips the tombstones of entries already delivered.
+    pub fn due_timers(&self, floor_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<DueTimer>> {
+        let timer = self.handle(cf::TIMER)?;
+        let start = keys::timer_key(floor_ms, 0);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(timer, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            let Some((due_ms, seq)) = keys::parse_timer_key(&k) else {
+                continue;
+            };
+            if due_ms > now_ms || out.len() >= limit {
+                break;
+            }
+            let Some((queue_id, topic)) = keys::parse_timer_value(&v) else {
+                tracing::warn!(seq, "dropping malformed timer entry");
+                continue;
+            };
+            out.push(DueTimer {
+                key: k.to_vec(),
+                due_ms,
+                topic,
+                queue_id,
+                record: self.read_record(seq)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of timer entries not yet delivered (admin and tests).
+    pub fn pending_timers(&self) -> Result<usize> {
+        let timer = self.handle(cf::TIMER)?;
+        Ok(self.db.iterator_cf(timer, IteratorMode::Start).count())
     }
 
     /// Reads one metadata value.

@@ -22,11 +22,21 @@ pub struct CqEntry {
     pub store_time: i64,
 }
 
+/// Where a delayed record goes when it is due.
+#[derive(Debug, Clone)]
+pub struct TimerEntry {
+    pub due_ms: i64,
+    pub topic: String,
+    pub queue_id: u32,
+}
+
 /// One message record; the writer assigns its global sequence and patches it in.
 #[derive(Debug)]
 pub struct AppendRecord {
     pub record: BytesMut,
     pub cq: Option<CqEntry>,
+    /// A delayed record is kept out of its queue until the scheduler re-appends it.
+    pub timer: Option<TimerEntry>,
     /// Index keys (without the sequence suffix) under which QUERY_MESSAGE finds this record.
     pub index_keys: Vec<Vec<u8>>,
 }
@@ -165,6 +175,7 @@ fn add(
     let log = store.handle(cf::LOG)?;
     let cq = store.handle(cf::CQ)?;
     let index = store.handle(cf::INDEX)?;
+    let timer = store.handle(cf::TIMER)?;
     let mut done = AppendDone {
         seqs: Vec::with_capacity(batch.records.len()),
         records: Vec::with_capacity(batch.records.len()),
@@ -186,6 +197,13 @@ fn add(
                 cq,
                 keys::cq_key(e.topic_id, e.queue_id, e.queue_offset),
                 v.encode(),
+            );
+        }
+        if let Some(t) = r.timer {
+            wb.put_cf(
+                timer,
+                keys::timer_key(t.due_ms, seq),
+                keys::timer_value(t.queue_id, &t.topic),
             );
         }
         for mut k in r.index_keys {
@@ -240,6 +258,7 @@ mod tests {
                 store_time: 1000 + off as i64,
             }),
             index_keys: vec![],
+            timer: None,
         }
     }
 

@@ -69,6 +69,7 @@ async fn broker_codes(
             send::send(b, conn, req).await
         }
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, req).await,
+        rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,
         rq::HEART_BEAT => consumer::heartbeat(b, conn, req).await,
         rq::UNREGISTER_CLIENT => consumer::unregister(b, req).await,
         rq::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(b, req).await,

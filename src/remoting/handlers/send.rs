@@ -8,7 +8,7 @@ use crate::remoting::errors::HandlerError;
 use crate::remoting::ext::Ext;
 use crate::remoting::message::{decode_batch, offset_msg_id};
 use rocktor_actors::message::IncomingMessage;
-use rocktor_actors::service::SendRequest;
+use rocktor_actors::service::{SendBackRequest, SendRequest};
 use rocktor_actors::{BrokerContext, BrokerError};
 use std::sync::Arc;
 
@@ -33,6 +33,9 @@ pub async fn send(
     let flag = e.opt_i64_any(&["flag", "h"])?.unwrap_or(0) as i32;
     let properties = e.str_any(&["properties", "i"]).unwrap_or("").to_string();
     let reconsume_times = e.opt_i64_any(&["reconsumeTimes", "j"])?.unwrap_or(0) as i32;
+    let max_reconsume_times = e
+        .opt_i64_any(&["maxReconsumeTimes", "l"])?
+        .map(|v| v as i32);
     // C++ 1.2 sends batches as code 10 with "batch":"1"; splitting them keeps every message.
     let batch = req.code == rq::SEND_BATCH_MESSAGE || e.bool_any(&["batch", "m"]).unwrap_or(false);
     let born_host = conn.remote;
@@ -71,6 +74,7 @@ pub async fn send(
     let r = b
         .send(SendRequest {
             producer_group,
+            max_reconsume_times,
             topic,
             default_topic,
             default_topic_queues,
@@ -95,4 +99,18 @@ pub async fn send(
         }
     }
     Ok(Some(resp))
+}
+
+/// CONSUMER_SEND_MSG_BACK (36): retry later, or dead-letter past the limit — digest §4.3.
+pub async fn send_back(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let e = Ext::of(req);
+    b.send_back(SendBackRequest {
+        group: e.str("group")?.to_string(),
+        offset: e.i64("offset")?.max(0) as u64,
+        delay_level: e.opt_i64("delayLevel")?.unwrap_or(0) as i32,
+        origin_msg_id: e.opt_str("originMsgId").map(str::to_string),
+        max_reconsume_times: e.opt_i64("maxReconsumeTimes")?.map(|v| v as i32),
+    })
+    .await?;
+    Ok(Some(RemotingCommand::response_to(req, 0)))
 }
