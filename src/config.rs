@@ -32,6 +32,8 @@ pub struct Config {
     pub tail_cache_entries: usize,
     pub tail_cache_bytes: usize,
     pub long_polling: bool,
+    /// SQL92 filters on message properties. On by default (Apache's default is off).
+    pub enable_property_filter: bool,
     /// Worker threads for connections and queues; 0 means one per core.
     pub workers: usize,
     /// A `tracing` filter, e.g. `info` or `rocktor=debug`.
@@ -60,6 +62,7 @@ impl Default for Config {
             tail_cache_entries: 4096,
             tail_cache_bytes: 8 << 20,
             long_polling: true,
+            enable_property_filter: true,
             workers: 0,
             log: "info".into(),
         }

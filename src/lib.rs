@@ -112,6 +112,7 @@ impl Broker {
                 ..Default::default()
             },
             long_polling: config.long_polling,
+            enable_property_filter: config.enable_property_filter,
             workers: config.workers(),
         };
         if config.acl.is_some() {

@@ -800,3 +800,65 @@ async fn send_back_retries_then_dead_letters() {
     let r = c.request(back(999_999, 0), TIMEOUT).await.unwrap();
     assert_ne!(r.code, 0);
 }
+
+#[actix_rt::test]
+async fn sql92_filters_on_the_broker_and_rejects_bad_expressions() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "SqlTopic", 1).await;
+    for i in 0..10 {
+        let props = format!(
+            "a\u{1}{i}\u{2}b\u{1}{}\u{2}",
+            if i % 2 == 0 { "x" } else { "y" }
+        );
+        c.call(
+            send_v2("SqlTopic", 0, format!("s{i}").as_bytes(), &props),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    }
+    let sql_pull = |expr: &str| {
+        let mut r = pull_req("G", "SqlTopic", 0, 0, 32, None, Some(expr));
+        r.ext.insert("expressionType".into(), "SQL92".into());
+        r
+    };
+    let r = c
+        .request(sql_pull("a > 5 AND b = 'x'"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    let bodies: Vec<_> = records(&r.body).iter().map(|r| r.body.clone()).collect();
+    assert_eq!(
+        bodies,
+        vec![bytes::Bytes::from("s6"), bytes::Bytes::from("s8")]
+    );
+    assert_eq!(r.ext["nextBeginOffset"], "10");
+    // A bad expression: SUBSCRIPTION_PARSE_FAILED, and the remark says where.
+    let r = c.request(sql_pull("a > AND"), TIMEOUT).await.unwrap();
+    assert_eq!(r.code, 23);
+    assert!(
+        r.remark.clone().unwrap_or_default().contains("column 5"),
+        "{:?}",
+        r.remark
+    );
+    let check = |expr: &str| {
+        let body = serde_json::json!({"clientId": "c", "group": "G",
+            "subscriptionData": {"topic": "SqlTopic", "subString": expr, "expressionType": "SQL92"}});
+        request(46, &[]).with_body(body.to_string().into_bytes())
+    };
+    assert_eq!(
+        c.request(check("a BETWEEN 1 AND 3"), TIMEOUT)
+            .await
+            .unwrap()
+            .code,
+        0
+    );
+    assert_eq!(
+        c.request(check("a BETWEEN 1 OR 3"), TIMEOUT)
+            .await
+            .unwrap()
+            .code,
+        23
+    );
+}

@@ -39,6 +39,8 @@ pub struct BrokerSettings {
     pub max_message_size: usize,
     pub queue_limits: QueueLimits,
     pub long_polling: bool,
+    /// SQL92 filters (Apache's `enablePropertyFilter`, off there by default, on here).
+    pub enable_property_filter: bool,
     pub workers: usize,
 }
 
@@ -55,6 +57,7 @@ impl BrokerSettings {
             max_message_size: crate::message::MAX_BODY,
             queue_limits: QueueLimits::default(),
             long_polling: true,
+            enable_property_filter: true,
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),

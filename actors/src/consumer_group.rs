@@ -43,8 +43,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn filter(&self) -> Filter {
-        Filter::from_tag_expression(&self.expression)
+    pub fn filter(&self) -> Result<Filter, String> {
+        Filter::from_subscription(&self.expression, &self.expression_type)
     }
 }
 
@@ -63,7 +63,8 @@ pub struct ConsumerInfo {
 #[derive(Debug, Clone)]
 pub struct SubscriptionView {
     pub subscription: Subscription,
-    pub filter: Arc<Filter>,
+    /// The compiled filter, or why the expression does not compile.
+    pub filter: Result<Arc<Filter>, String>,
 }
 
 /// The snapshot of a group's subscriptions, by topic.
@@ -143,7 +144,7 @@ impl ConsumerGroup {
                         s.topic.clone(),
                         Arc::new(SubscriptionView {
                             subscription: s.clone(),
-                            filter: Arc::new(s.filter()),
+                            filter: s.filter().map(Arc::new),
                         }),
                     );
                 }

@@ -26,6 +26,8 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl From<rocktor_storage::StorageError> for BrokerError {

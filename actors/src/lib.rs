@@ -17,6 +17,7 @@ pub mod model;
 pub mod routes;
 pub mod scheduler;
 pub mod service;
+pub mod sql;
 pub mod topic_queue;
 
 pub use broker::{BrokerSettings, Registry, TopicSpec};

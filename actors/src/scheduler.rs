@@ -29,6 +29,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// Timer entries delivered per round.
 const ROUND: usize = 512;
 
+/// Due messages of one queue, with the timer keys to delete once they are appended.
+type QueueBatch = (Vec<PreparedMessage>, Vec<Vec<u8>>);
+
 pub struct Scheduler {
     store: Store,
     writer: Writer,
@@ -101,8 +104,7 @@ impl Scheduler {
         let (writer, store_host) = (self.writer.clone(), self.store_host);
         async move {
             // Group by queue, keeping due order inside each queue.
-            let mut by_queue: BTreeMap<(String, u32), (Vec<PreparedMessage>, Vec<Vec<u8>>)> =
-                BTreeMap::new();
+            let mut by_queue: BTreeMap<(String, u32), QueueBatch> = BTreeMap::new();
             let mut dropped = AppendBatch::default();
             for t in &due {
                 let rec = t

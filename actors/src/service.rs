@@ -568,12 +568,10 @@ impl BrokerContext {
     /// The filter of a pull: its own subscription, or the one the group registered.
     fn pull_filter(&self, group: &GroupHandle, req: &PullRequest) -> BrokerResult<Arc<Filter>> {
         if let Some((expr, ty)) = &req.subscription {
-            if !ty.is_empty() && !ty.eq_ignore_ascii_case("TAG") {
-                return Err(BrokerError::SubscriptionParseFailed(format!(
-                    "unsupported expression type {ty} for subscription {expr}"
-                )));
-            }
-            return Ok(Arc::new(Filter::from_tag_expression(expr)));
+            self.check_expression(expr, ty)?;
+            return Filter::from_subscription(expr, ty)
+                .map(Arc::new)
+                .map_err(BrokerError::SubscriptionParseFailed);
         }
         let view = group.view.load();
         let Some(sub) = view.subscriptions.get(&req.topic) else {
@@ -582,7 +580,26 @@ impl BrokerContext {
         if sub.subscription.version < req.sub_version {
             return Err(BrokerError::SubscriptionNotLatest(req.group.clone()));
         }
-        Ok(sub.filter.clone())
+        self.check_expression(
+            &sub.subscription.expression,
+            &sub.subscription.expression_type,
+        )?;
+        sub.filter
+            .clone()
+            .map_err(BrokerError::SubscriptionParseFailed)
+    }
+
+    /// CHECK_CLIENT_CONFIG and every SQL92 pull: property filtering must be on, and the
+    /// expression must compile.
+    pub fn check_expression(&self, expression: &str, expression_type: &str) -> BrokerResult<()> {
+        if expression_type.eq_ignore_ascii_case("SQL92") && !self.settings.enable_property_filter {
+            return Err(BrokerError::NotSupported(
+                "The broker does not support consumer to filter message by SQL92 (enable_property_filter = false)".into(),
+            ));
+        }
+        Filter::from_subscription(expression, expression_type)
+            .map(|_| ())
+            .map_err(BrokerError::SubscriptionParseFailed)
     }
 
     pub async fn pull(&self, req: PullRequest) -> BrokerResult<PullOutcome> {

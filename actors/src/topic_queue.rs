@@ -229,7 +229,7 @@ impl TopicQueue {
                 out.next_offset = e.offset;
                 break;
             }
-            if p.filter.accepts_tag_hash(e.tag_hash) {
+            if p.filter.accepts_tag_hash(e.tag_hash) && p.filter.accepts_record(&e.record) {
                 bytes += e.record.len();
                 out.records.push(e.record.clone());
             }
@@ -248,6 +248,7 @@ impl TopicQueue {
         let store = self.store.clone();
         let (topic_id, queue_id) = (self.topic_id, self.queue_id);
         let (min, max) = (self.min_offset, self.committed);
+        let p_filter = p.filter.clone();
         async move {
             let read = tokio::task::spawn_blocking(move || {
                 let filter = p.filter.clone();
@@ -263,6 +264,10 @@ impl TopicQueue {
             })
             .await
             .map_err(|e| BrokerError::Storage(format!("read task failed: {e}")))??;
+            let mut read = read;
+            if p_filter.needs_record() {
+                read.entries.retain(|e| p_filter.accepts_record(&e.record));
+            }
             let status = if !read.entries.is_empty() {
                 PullStatus::Found
             } else {

@@ -19,6 +19,7 @@ pub fn code_of(e: &BrokerError) -> i32 {
         BrokerError::Storage(_) => rc::SYSTEM_ERROR,
         BrokerError::ShuttingDown => rc::SERVICE_NOT_AVAILABLE,
         BrokerError::NotFound(_) => rc::QUERY_NOT_FOUND,
+        BrokerError::NotSupported(_) => rc::SYSTEM_ERROR,
     }
 }
 

@@ -41,6 +41,17 @@ pub async fn heartbeat(
     ))
 }
 
+/// CHECK_CLIENT_CONFIG (46): SQL92 consumers ask at start whether their expression compiles.
+pub async fn check_client_config(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let v: serde_json::Value =
+        serde_json::from_slice(&req.body).map_err(|e| HandlerError::BadBody(e.to_string()))?;
+    let sub = &v["subscriptionData"];
+    let expression = sub["subString"].as_str().unwrap_or("*");
+    let expression_type = sub["expressionType"].as_str().unwrap_or("TAG");
+    b.check_expression(expression, expression_type)?;
+    ok(req)
+}
+
 pub async fn unregister(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
     b.unregister(e.str("clientID")?, e.opt_str("consumerGroup"));

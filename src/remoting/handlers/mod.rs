@@ -72,6 +72,7 @@ async fn broker_codes(
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,
         rq::HEART_BEAT => consumer::heartbeat(b, conn, req).await,
         rq::UNREGISTER_CLIENT => consumer::unregister(b, req).await,
+        rq::CHECK_CLIENT_CONFIG => consumer::check_client_config(b, req).await,
         rq::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(b, req).await,
         rq::QUERY_CONSUMER_OFFSET => consumer::query_offset(b, req).await,
         rq::UPDATE_CONSUMER_OFFSET => consumer::update_offset(b, req).await,
