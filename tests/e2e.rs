@@ -862,3 +862,92 @@ async fn sql92_filters_on_the_broker_and_rejects_bad_expressions() {
         23
     );
 }
+
+#[actix_rt::test]
+async fn reset_offsets_by_time_with_a_consumer_online() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    let (member, mut member_requests) = rocktor::client::RemotingClient::connect(b.broker)
+        .await
+        .unwrap();
+    create_topic(&c, "ResetTopic", 1).await;
+    for i in 0..10 {
+        c.call(
+            send_v2("ResetTopic", 0, format!("r{i}").as_bytes(), ""),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = c
+        .request(
+            pull_req("G", "ResetTopic", 0, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let recs = records(&r.body);
+    member
+        .call(heartbeat("online-1", "CG_Reset", "ResetTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    let commit = |o: i64| {
+        request(
+            15,
+            &[
+                ("consumerGroup", "CG_Reset".into()),
+                ("topic", "ResetTopic".into()),
+                ("queueId", "0".into()),
+                ("commitOffset", o.to_string()),
+            ],
+        )
+    };
+    c.call(commit(10), TIMEOUT).await.unwrap();
+    // Rewind to the store time of message 5.
+    let reset = |ts: i64| {
+        request(
+            222,
+            &[
+                ("group", "CG_Reset".into()),
+                ("topic", "ResetTopic".into()),
+                ("timestamp", ts.to_string()),
+                ("isForce", "true".into()),
+            ],
+        )
+    };
+    let r = c
+        .call(reset(recs[5].store_timestamp), TIMEOUT)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        body.contains("\"queueId\":0,\"topic\":\"ResetTopic\"}:5"),
+        "{body}"
+    );
+    // The online member is told, with the same offset table.
+    let pushed = loop {
+        let cmd = tokio::time::timeout(TIMEOUT, member_requests.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if cmd.code == 220 {
+            break cmd;
+        }
+    };
+    assert_eq!(pushed.ext["group"], "CG_Reset");
+    assert!(String::from_utf8_lossy(&pushed.body).contains("}:5"));
+    let q = request(
+        14,
+        &[
+            ("consumerGroup", "CG_Reset".into()),
+            ("topic", "ResetTopic".into()),
+            ("queueId", "0".into()),
+        ],
+    );
+    assert_eq!(c.call(q.clone(), TIMEOUT).await.unwrap().ext["offset"], "5");
+    // Offline too: after the member leaves, a reset to the end (-1) commits the max offset.
+    drop(member);
+    c.call(reset(-1), TIMEOUT).await.unwrap();
+    assert_eq!(c.call(q, TIMEOUT).await.unwrap().ext["offset"], "10");
+}

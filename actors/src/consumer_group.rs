@@ -29,6 +29,15 @@ pub trait ClientChannel: Send + Sync + 'static {
     fn remote_addr(&self) -> SocketAddr;
     /// Tell the client to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED in remoting).
     fn notify_consumer_ids_changed(&self, group: &str);
+    /// Tell the client its offsets of `topic` were reset (RESET_CONSUMER_CLIENT_OFFSET).
+    fn reset_offsets(
+        &self,
+        broker_name: &str,
+        group: &str,
+        topic: &str,
+        timestamp: i64,
+        offsets: &[(u32, i64)],
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,6 +469,45 @@ impl Handler<SetConfig> for ConsumerGroup {
     }
 }
 
+/// Sets committed offsets of one topic (an admin reset) and tells the online members.
+pub struct ResetOffsets {
+    pub broker_name: String,
+    pub topic: String,
+    pub timestamp: i64,
+    pub offsets: Vec<(u32, i64)>,
+}
+
+impl Message for ResetOffsets {
+    type Result = usize;
+}
+
+impl Handler<ResetOffsets> for ConsumerGroup {
+    /// How many online members were told.
+    type Result = usize;
+
+    fn handle(&mut self, msg: ResetOffsets, _: &mut Self::Context) -> usize {
+        for (q, off) in &msg.offsets {
+            let key = (msg.topic.clone(), *q);
+            self.offsets.insert(key.clone(), *off);
+            self.dirty.insert(key);
+        }
+        let mut told = 0;
+        for m in self.members.values() {
+            if m.info.subscriptions.iter().any(|s| s.topic == msg.topic) {
+                m.channel.reset_offsets(
+                    &msg.broker_name,
+                    &self.name,
+                    &msg.topic,
+                    msg.timestamp,
+                    &msg.offsets,
+                );
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
 /// Stops the group actor (the group was deleted).
 pub struct Stop;
 
@@ -495,6 +543,7 @@ mod tests {
         fn notify_consumer_ids_changed(&self, _: &str) {
             self.notified.fetch_add(1, Ordering::SeqCst);
         }
+        fn reset_offsets(&self, _: &str, _: &str, _: &str, _: i64, _: &[(u32, i64)]) {}
     }
 
     fn info(id: &str, expr: &str, version: i64) -> ConsumerInfo {

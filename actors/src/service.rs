@@ -7,8 +7,8 @@ use crate::broker::{
     TopicHandle, TopicSpec,
 };
 use crate::consumer_group::{
-    ClientChannel, CommitOffset, ConnectionClosed, ConsumerInfo, FlushOffsets, Heartbeat,
-    ListClientIds, QueryOffset, Unregister,
+    ClientChannel, CommitOffset, ConnectionClosed, ConsumerInfo, FlushOffsets, GetOffsets,
+    Heartbeat, ListClientIds, QueryOffset, ResetOffsets, Unregister,
 };
 use crate::error::{BrokerError, BrokerResult};
 use crate::filter::Filter;
@@ -92,6 +92,17 @@ pub struct PullRequest {
     pub sub_version: i64,
     pub commit_offset: Option<i64>,
     pub hold: Option<Duration>,
+}
+
+/// Where an offset reset moves a group.
+#[derive(Debug, Clone, Copy)]
+pub enum ResetTarget {
+    /// The first message stored at or after this time.
+    Timestamp(i64),
+    /// The end of each queue (skip the backlog).
+    Latest,
+    /// This offset in every queue, clamped to what exists.
+    Offset(i64),
 }
 
 pub struct HeartbeatRequest {
@@ -746,6 +757,63 @@ impl BrokerContext {
             .timeout(MAILBOX_WAIT)
             .await?;
         Ok(())
+    }
+
+    /// Resets a group's offsets of a topic, online members told at once, offline ones finding
+    /// the new offsets when they come back. Without `force`, a queue only moves backwards
+    /// (Apache's rule). Answers the offsets set per queue.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        target: ResetTarget,
+        force: bool,
+    ) -> BrokerResult<Vec<(u32, i64)>> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let g = self
+            .group(group)
+            .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;
+        let current = g
+            .addr
+            .send(GetOffsets {
+                topic: Some(topic.to_string()),
+            })
+            .await?;
+        let mut offsets = Vec::new();
+        for (q, stats) in t.stats.iter().enumerate() {
+            let q = q as u32;
+            let wanted = match target {
+                ResetTarget::Timestamp(ts) => self.search_offset(topic, q, ts, false).await? as i64,
+                ResetTarget::Latest => stats.max() as i64,
+                ResetTarget::Offset(o) => o.clamp(stats.min() as i64, stats.max() as i64),
+            };
+            let cur = current
+                .iter()
+                .find(|(_, qq, _)| *qq == q)
+                .map(|(_, _, o)| *o);
+            let new = match cur {
+                Some(c) if !force && wanted >= c => c,
+                _ => wanted,
+            };
+            offsets.push((q, new));
+        }
+        let timestamp = match target {
+            ResetTarget::Timestamp(ts) => ts,
+            _ => crate::now_ms(),
+        };
+        let told = g
+            .addr
+            .send(ResetOffsets {
+                broker_name: self.settings.broker_name.clone(),
+                topic: topic.to_string(),
+                timestamp,
+                offsets: offsets.clone(),
+            })
+            .await?;
+        tracing::info!(%group, %topic, online_members_told = told, "consumer offsets reset");
+        Ok(offsets)
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP, on the blocking pool.

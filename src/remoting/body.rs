@@ -306,6 +306,20 @@ pub fn consume_stats(broker: &str, rows: &[ConsumeRow]) -> String {
     s
 }
 
+/// ResetOffsetBody `{"offsetTable":{MessageQueue:offset}}` in fastjson's object-key form.
+pub fn reset_offset_body(broker: &str, topic: &str, offsets: &[(u32, i64)]) -> String {
+    let mut s = String::from("{\"offsetTable\":{");
+    for (i, (q, off)) in offsets.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        mq_key(&mut s, broker, *q, topic);
+        s.push_str(&format!(":{off}"));
+    }
+    s.push_str("}}");
+    s
+}
+
 pub fn kv_table(t: &BTreeMap<String, String>) -> Value {
     json!({ "table": t })
 }

@@ -36,6 +36,11 @@ pub mod request {
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     pub const GET_CONSUME_STATS: i32 = 208;
     pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
+    pub const QUERY_CONSUME_TIME_SPAN: i32 = 303;
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;

@@ -69,6 +69,26 @@ impl ClientChannel for Connection {
         cmd.flag = FLAG_ONEWAY;
         self.send_command(&cmd);
     }
+
+    fn reset_offsets(
+        &self,
+        broker_name: &str,
+        group: &str,
+        topic: &str,
+        timestamp: i64,
+        offsets: &[(u32, i64)],
+    ) {
+        let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        let body = super::body::reset_offset_body(broker_name, topic, offsets);
+        let mut cmd = RemotingCommand::request(rq::RESET_CONSUMER_CLIENT_OFFSET, opaque)
+            .with_ext("topic", topic)
+            .with_ext("group", group)
+            .with_ext("timestamp", timestamp)
+            .with_ext("isForce", "true")
+            .with_body(body.into_bytes());
+        cmd.flag = FLAG_ONEWAY;
+        self.send_command(&cmd);
+    }
 }
 
 async fn write_loop(

@@ -6,9 +6,10 @@ use crate::remoting::codes::response as rc;
 use crate::remoting::command::RemotingCommand;
 use crate::remoting::errors::HandlerError;
 use crate::remoting::ext::Ext;
-use rocktor_actors::broker::{DeleteTopic, UpsertGroup};
+use rocktor_actors::broker::{DeleteGroup, DeleteTopic, UpsertGroup};
 use rocktor_actors::consumer_group::{GetConnections, GetOffsets};
 use rocktor_actors::model::{self, PERM_READ, PERM_WRITE};
+use rocktor_actors::service::ResetTarget;
 use rocktor_actors::{BrokerContext, BrokerError, TopicSpec};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -242,4 +243,38 @@ pub async fn consumer_connections(b: &BrokerContext, req: &RemotingCommand) -> H
         ));
     }
     ok_json(req, &body::consumer_connection(&conns))
+}
+
+/// INVOKE_BROKER_TO_RESET_OFFSET (222): by timestamp (`-1`: the end of the queues) or, from
+/// 5.x tools, to an explicit `offset`; online consumers are told at once.
+pub async fn reset_offset(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let e = Ext::of(req);
+    let group = e.str("group")?;
+    let topic = e.str("topic")?;
+    let force = e.bool("isForce").unwrap_or(true);
+    let target = match (e.opt_i64("offset")?, e.i64("timestamp")?) {
+        (Some(o), _) if o >= 0 => ResetTarget::Offset(o),
+        (_, ts) if ts < 0 => ResetTarget::Latest,
+        (_, ts) => ResetTarget::Timestamp(ts),
+    };
+    let offsets = b.reset_offsets(group, topic, target, force).await?;
+    let body = body::reset_offset_body(&b.settings.broker_name, topic, &offsets);
+    Ok(Some(
+        RemotingCommand::response_to(req, 0).with_body(body.into_bytes()),
+    ))
+}
+
+/// DELETE_SUBSCRIPTIONGROUP (207).
+pub async fn delete_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let e = Ext::of(req);
+    let name = e.str("groupName")?.to_string();
+    let clean_offsets = e.bool("cleanOffset").unwrap_or(false);
+    b.broker
+        .send(DeleteGroup {
+            name,
+            clean_offsets,
+        })
+        .await
+        .map_err(BrokerError::from)??;
+    ok(req)
 }

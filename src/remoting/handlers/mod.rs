@@ -91,6 +91,8 @@ async fn broker_codes(
         rq::GET_BROKER_RUNTIME_INFO => admin::runtime_info(b, req).await,
         rq::GET_CONSUME_STATS => admin::consume_stats(b, req).await,
         rq::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(b, req).await,
+        rq::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(b, req).await,
+        rq::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(b, req).await,
         // A broker answers route queries too, for tools pointed at it directly.
         rq::GET_ROUTEINFO_BY_TOPIC => namesrv::route(b, req).await,
         rq::GET_BROKER_CLUSTER_INFO => namesrv::cluster_info(b, req).await,
