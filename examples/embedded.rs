@@ -40,7 +40,7 @@ async fn main() -> std::io::Result<()> {
                     HttpResponse::Ok().json(names)
                 }),
             )
-            .service(web::scope("/broker").configure(|c| rocktor::http::configure(c, None)))
+            .service(web::scope("/broker").configure(|c| rocktor::http::configure(c, None, None)))
     })
     .bind(("127.0.0.1", 18080))?
     .run();

@@ -1,18 +1,36 @@
-//! The HTTP front end: Prometheus metrics and a health check. The admin REST API, the HTTP
-//! messaging API and the dashboard come with their own issues.
+//! The HTTP front end: Prometheus metrics, a health check, and the first admin routes (dead
+//! letters). The full admin REST API, the HTTP messaging API and the dashboard come with their
+//! own issues; they call the same `BrokerContext` flows.
 
+use crate::remoting::message::offset_msg_id;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
+use rocktor_actors::{BrokerContext, BrokerError};
+use rocktor_storage::properties;
+use serde::Deserialize;
+use serde_json::json;
 use std::net::SocketAddr;
 
 /// Routes other actix-web apps can mount when embedding rocktor.
-pub fn configure(cfg: &mut web::ServiceConfig, metrics: Option<PrometheusHandle>) {
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    metrics: Option<PrometheusHandle>,
+    broker: Option<BrokerContext>,
+) {
     cfg.app_data(web::Data::new(metrics))
         .route("/metrics", web::get().to(metrics_page))
         .route(
             "/healthz",
             web::get().to(|| async { HttpResponse::Ok().body("ok") }),
         );
+    if let Some(b) = broker {
+        cfg.app_data(web::Data::new(b))
+            .route("/api/groups/{group}/dlq", web::get().to(list_dead_letters))
+            .route(
+                "/api/groups/{group}/dlq/resend",
+                web::post().to(resend_dead_letters),
+            );
+    }
 }
 
 async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
@@ -25,15 +43,102 @@ async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpRespon
     }
 }
 
+/// The one place broker errors become HTTP answers.
+fn error_response(e: &BrokerError) -> HttpResponse {
+    let body = json!({ "error": e.to_string() });
+    match e {
+        BrokerError::TopicNotExist(_)
+        | BrokerError::GroupNotExist(_)
+        | BrokerError::NotFound(_) => HttpResponse::NotFound().json(body),
+        BrokerError::InvalidParameter(_)
+        | BrokerError::MessageIllegal(_)
+        | BrokerError::SubscriptionParseFailed(_) => HttpResponse::BadRequest().json(body),
+        BrokerError::NoPermission(_) => HttpResponse::Forbidden().json(body),
+        BrokerError::SystemBusy | BrokerError::ShuttingDown => {
+            HttpResponse::ServiceUnavailable().json(body)
+        }
+        _ => HttpResponse::InternalServerError().json(body),
+    }
+}
+
+#[derive(Deserialize)]
+struct DlqQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    max: Option<usize>,
+}
+
+/// GET /api/groups/{group}/dlq?from=MS&to=MS&max=N — dead letters stored in that time range.
+async fn list_dead_letters(
+    b: web::Data<BrokerContext>,
+    group: web::Path<String>,
+    q: web::Query<DlqQuery>,
+) -> HttpResponse {
+    let to = q.to.unwrap_or(i64::MAX);
+    match b
+        .list_dead_letters(&group, q.from.unwrap_or(0), to, q.max.unwrap_or(100))
+        .await
+    {
+        Ok(letters) => {
+            let items: Vec<_> = letters
+                .iter()
+                .map(|d| {
+                    let r = &d.record;
+                    let props: serde_json::Map<String, serde_json::Value> =
+                        properties::parse(&r.properties)
+                            .into_iter()
+                            .map(|(k, v)| (k, json!(v)))
+                            .collect();
+                    json!({
+                        "queueOffset": d.queue_offset,
+                        "offsetMsgId": offset_msg_id(r.store_host, d.seq),
+                        "msgId": properties::get(&r.properties, "UNIQ_KEY"),
+                        "originTopic": properties::get(&r.properties, "DLQ_ORIGIN_TOPIC"),
+                        "storeTimestamp": r.store_timestamp,
+                        "bornTimestamp": r.born_timestamp,
+                        "reconsumeTimes": r.reconsume_times,
+                        "bodySize": r.body.len(),
+                        "body": String::from_utf8_lossy(&r.body),
+                        "properties": props,
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({ "group": group.as_str(), "messages": items }))
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResendBody {
+    /// Queue offsets in the dead-letter queue, as listed.
+    offsets: Vec<u64>,
+}
+
+/// POST /api/groups/{group}/dlq/resend {"offsets":[..]} — back to the group's retry topic.
+async fn resend_dead_letters(
+    b: web::Data<BrokerContext>,
+    group: web::Path<String>,
+    body: web::Json<ResendBody>,
+) -> HttpResponse {
+    match b.resend_dead_letters(&group, &body.offsets).await {
+        Ok(n) => HttpResponse::Ok().json(json!({ "resent": n })),
+        Err(e) => error_response(&e),
+    }
+}
+
 pub fn start(
     addr: SocketAddr,
     metrics: Option<PrometheusHandle>,
+    broker: BrokerContext,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let server = HttpServer::new(move || App::new().configure(|c| configure(c, metrics.clone())))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(addr)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new().configure(|c| configure(c, metrics.clone(), Some(broker.clone())))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?
+    .run();
     Ok(server)
 }

@@ -173,7 +173,7 @@ impl Broker {
         };
         if config.http_port != 0 {
             let addr = SocketAddr::new(config.listen, config.http_port);
-            let server = http::start(addr, metrics_handle())
+            let server = http::start(addr, metrics_handle(), broker.ctx.clone())
                 .map_err(|source| StartError::Listen { addr, source })?;
             broker.http = Some(server.handle());
             broker.addresses.http = Some(addr);

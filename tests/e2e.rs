@@ -951,3 +951,137 @@ async fn reset_offsets_by_time_with_a_consumer_online() {
     c.call(reset(-1), TIMEOUT).await.unwrap();
     assert_eq!(c.call(q, TIMEOUT).await.unwrap().ext["offset"], "10");
 }
+
+#[actix_rt::test]
+async fn dead_letters_are_listed_and_resent_to_the_retry_topic() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "DlqTopic", 1).await;
+    c.call(heartbeat("m1", "CG_D", "DlqTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    c.call(
+        send_v2("DlqTopic", 0, b"poison", "TAGS\u{1}T\u{2}k\u{1}v\u{2}"),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .request(
+            pull_req("G", "DlqTopic", 0, 0, 32, None, Some("*")),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let rec = &records(&r.body)[0];
+    // delayLevel -1: straight to the dead-letter queue.
+    let back = request(
+        36,
+        &[
+            ("offset", rec.physical_offset.to_string()),
+            ("group", "CG_D".into()),
+            ("delayLevel", "-1".into()),
+        ],
+    );
+    c.call(back, TIMEOUT).await.unwrap();
+    let http = b.http;
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        support::http(http, "GET", "/api/groups/CG_D/dlq?from=0", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["body"], "poison");
+    assert_eq!(msgs[0]["originTopic"], "DlqTopic");
+    assert_eq!(msgs[0]["properties"]["k"], "v");
+    // A time range that excludes it lists nothing.
+    let (_, body) = tokio::task::spawn_blocking(move || {
+        support::http(http, "GET", "/api/groups/CG_D/dlq?from=0&to=1", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Re-send: back in %RETRY%CG_D with a fresh retry budget and its properties.
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        support::http(
+            http,
+            "POST",
+            "/api/groups/CG_D/dlq/resend",
+            Some(r#"{"offsets":[0]}"#),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"resent":1}"#));
+    let retried = pull_until_found(&c, "%RETRY%CG_D", 0, Duration::from_secs(5)).await;
+    assert_eq!(&retried[0].body[..], b"poison");
+    assert_eq!(retried[0].reconsume_times, 0);
+    assert_eq!(
+        properties::get(&retried[0].properties, "RETRY_TOPIC"),
+        Some("DlqTopic")
+    );
+    assert_eq!(properties::get(&retried[0].properties, "k"), Some("v"));
+    // Unknown group: a clear 404.
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        support::http(
+            http,
+            "POST",
+            "/api/groups/Nobody/dlq/resend",
+            Some(r#"{"offsets":[0]}"#),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+}
+
+#[actix_rt::test]
+async fn members_that_disagree_on_subscriptions_are_reported() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "SubTopic", 1).await;
+    c.call(heartbeat("m-a", "CG_S", "SubTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "clientID": "m-b", "producerDataSet": [],
+        "consumerDataSet": [{"groupName": "CG_S", "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": "SubTopic", "subString": "TagA", "subVersion": 2, "expressionType": "TAG"}]}]
+    });
+    c.call(
+        request(34, &[]).with_body(body.to_string().into_bytes()),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .call(request(203, &[("consumerGroup", "CG_S".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    let v = json(&r.body);
+    assert_eq!(v["subscriptionConsistent"], false);
+    let why = v["subscriptionInconsistencies"][0].as_str().unwrap();
+    assert!(
+        why.contains("m-b subscribes [SubTopic:TAG:TagA] while m-a subscribes [SubTopic:TAG:*]"),
+        "{why}"
+    );
+    // A consistent group reports no such field.
+    c.call(heartbeat("m-c", "CG_OK", "SubTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    let r = c
+        .call(request(203, &[("consumerGroup", "CG_OK".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(json(&r.body).get("subscriptionConsistent").is_none());
+}

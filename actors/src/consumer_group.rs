@@ -81,6 +81,9 @@ pub struct SubscriptionView {
 pub struct GroupView {
     pub subscriptions: HashMap<String, Arc<SubscriptionView>>,
     pub message_model: Option<String>,
+    /// Members whose subscriptions differ from the others', described for admin answers.
+    /// Clustering consumers of one group must subscribe alike, or messages go unconsumed.
+    pub inconsistencies: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,7 @@ pub struct ConnectionInfo {
 #[derive(Debug, Clone, Default)]
 pub struct GroupConnections {
     pub connections: Vec<ConnectionInfo>,
+    pub inconsistencies: Vec<String>,
     pub subscriptions: Vec<Subscription>,
     pub consume_type: Option<String>,
     pub message_model: Option<String>,
@@ -159,10 +163,62 @@ impl ConsumerGroup {
                 }
             }
         }
+        let inconsistencies = self.inconsistencies();
+        if !inconsistencies.is_empty() {
+            tracing::warn!(group = %self.name, ?inconsistencies, "members of one group subscribe differently");
+        }
         self.view.store(Arc::new(GroupView {
             subscriptions: subs,
             message_model: model,
+            inconsistencies,
         }));
+    }
+
+    /// Compares every member's subscriptions (topic → expression) with the first member's.
+    fn inconsistencies(&self) -> Vec<String> {
+        let key = |m: &Member| {
+            let mut v: Vec<(String, String, String)> = m
+                .info
+                .subscriptions
+                .iter()
+                .filter(|s| !s.topic.starts_with(crate::model::RETRY_PREFIX))
+                .map(|s| {
+                    (
+                        s.topic.clone(),
+                        s.expression.trim().to_string(),
+                        s.expression_type.to_ascii_uppercase(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let mut members: Vec<&Member> = self.members.values().collect();
+        members.sort_by(|a, b| a.info.client_id.cmp(&b.info.client_id));
+        let Some(first) = members.first() else {
+            return Vec::new();
+        };
+        let reference = key(first);
+        members
+            .iter()
+            .skip(1)
+            .filter(|m| key(m) != reference)
+            .map(|m| {
+                let show = |v: &[(String, String, String)]| {
+                    v.iter()
+                        .map(|(t, e, ty)| format!("{t}:{ty}:{e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "{} subscribes [{}] while {} subscribes [{}]",
+                    m.info.client_id,
+                    show(&key(m)),
+                    first.info.client_id,
+                    show(&reference)
+                )
+            })
+            .collect()
     }
 
     fn notify_members(&self) {
@@ -404,7 +460,10 @@ impl Handler<GetConnections> for ConsumerGroup {
     type Result = MessageResult<GetConnections>;
 
     fn handle(&mut self, _: GetConnections, _: &mut Self::Context) -> Self::Result {
-        let mut out = GroupConnections::default();
+        let mut out = GroupConnections {
+            inconsistencies: self.inconsistencies(),
+            ..Default::default()
+        };
         let mut seen = HashSet::new();
         for m in self.members.values() {
             out.connections.push(ConnectionInfo {
@@ -607,6 +666,12 @@ mod tests {
         assert!(a.notified.load(Ordering::SeqCst) >= 1);
         let v = view.load();
         assert_eq!(v.subscriptions["T"].subscription.expression, "TagA");
+        assert_eq!(v.inconsistencies.len(), 1, "a subscribes * and b TagA");
+        assert!(
+            v.inconsistencies[0].contains("b subscribes [T:TAG:TagA]"),
+            "{:?}",
+            v.inconsistencies
+        );
         g.send(ConnectionClosed { connection_id: 2 }).await.unwrap();
         assert_eq!(g.send(ListClientIds).await.unwrap(), vec!["a"]);
         g.send(CommitOffset {

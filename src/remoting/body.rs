@@ -243,6 +243,11 @@ pub fn consumer_connection(c: &GroupConnections) -> Value {
         .map(|s| (s.topic.clone(), subscription_data(s)))
         .collect();
     let mut v = json!({"connectionSet": conns, "subscriptionTable": subs});
+    if !c.inconsistencies.is_empty() {
+        // Not in Apache's ConsumerConnection; Java tools ignore unknown fields.
+        v["subscriptionConsistent"] = json!(false);
+        v["subscriptionInconsistencies"] = json!(c.inconsistencies);
+    }
     if let Some(t) = &c.consume_type {
         v["consumeType"] = json!(t);
     }

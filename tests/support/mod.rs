@@ -240,3 +240,28 @@ pub fn python_client() -> Option<PathBuf> {
     let p = PathBuf::from(home).join(".cache/rocktor-test-clients/py/bin/python");
     p.exists().then_some(p)
 }
+
+/// A minimal HTTP/1.1 exchange (Connection: close), so tests need no HTTP client crate.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).expect("connect HTTP");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write HTTP request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read HTTP response");
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
