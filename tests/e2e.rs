@@ -1085,3 +1085,156 @@ async fn members_that_disagree_on_subscriptions_are_reported() {
         .unwrap();
     assert!(json(&r.body).get("subscriptionConsistent").is_none());
 }
+
+#[actix_rt::test]
+async fn admin_codes_for_producers_consumers_and_group_switches() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    let (member, mut member_requests) = rocktor::client::RemotingClient::connect(b.broker)
+        .await
+        .unwrap();
+    create_topic(&c, "AdmTopic", 2).await;
+    c.call(send_v2("AdmTopic", 0, b"a", ""), TIMEOUT)
+        .await
+        .unwrap();
+    // A producer heartbeat, listed by group.
+    let hb = serde_json::json!({"clientID": "p-1", "producerDataSet": [{"groupName": "PG_Adm"}, {"groupName": "CLIENT_INNER_PRODUCER"}], "consumerDataSet": []});
+    c.call(
+        request(34, &[]).with_body(hb.to_string().into_bytes()),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .call(request(204, &[("producerGroup", "PG_Adm".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(json(&r.body)["connectionSet"][0]["clientId"], "p-1");
+    member
+        .call(heartbeat("c-1", "CG_Adm", "AdmTopic"), TIMEOUT)
+        .await
+        .unwrap();
+    c.call(
+        request(
+            15,
+            &[
+                ("consumerGroup", "CG_Adm".into()),
+                ("topic", "AdmTopic".into()),
+                ("queueId", "0".into()),
+                ("commitOffset", "1".into()),
+            ],
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .call(request(300, &[("topic", "AdmTopic".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(json(&r.body)["groupList"], serde_json::json!(["CG_Adm"]));
+    let r = c
+        .call(request(343, &[("group", "CG_Adm".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(json(&r.body)["topicList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "AdmTopic"));
+    let r = c
+        .call(
+            request(
+                303,
+                &[("topic", "AdmTopic".into()), ("group", "CG_Adm".into())],
+            ),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let spans = json(&r.body)["consumeTimeSpanSet"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(spans.len(), 2);
+    assert!(spans[0]["minTimeStamp"].as_i64().unwrap() > 0);
+    // Consume stats: lag per queue in the fastjson object-key shape.
+    let r = c
+        .call(request(208, &[("consumerGroup", "CG_Adm".into())]), TIMEOUT)
+        .await
+        .unwrap();
+    let stats = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        stats.contains(
+            "\"queueId\":0,\"topic\":\"AdmTopic\"}:{\"brokerOffset\":1,\"consumerOffset\":1"
+        ),
+        "{stats}"
+    );
+    // GET_CONSUMER_RUNNING_INFO is forwarded to the client, and its answer comes back.
+    let asked = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.request(
+                request(
+                    307,
+                    &[
+                        ("consumerGroup", "CG_Adm".into()),
+                        ("clientId", "c-1".into()),
+                    ],
+                ),
+                TIMEOUT,
+            )
+            .await
+        }
+    });
+    let fwd = loop {
+        let cmd = tokio::time::timeout(TIMEOUT, member_requests.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if cmd.code == 307 {
+            break cmd;
+        }
+    };
+    let mut answer = rocktor::remoting::command::RemotingCommand::response_to(&fwd, 0)
+        .with_body(&b"{\"running\":true}"[..]);
+    answer.serialize_type = rocktor::remoting::command::SerializeType::Json;
+    let mut frame = bytes::BytesMut::new();
+    answer.encode(&mut frame);
+    member.send_raw(frame.freeze()).unwrap();
+    let r = asked.await.unwrap().unwrap();
+    assert_eq!((r.code, &r.body[..]), (0, &b"{\"running\":true}"[..]));
+    // consumeEnable=false: pulls get NO_PERMISSION; consumeBroadcastEnable=false refuses broadcasting.
+    let group_cfg = |name: &str, consume: bool, broadcast: bool| {
+        let body = serde_json::json!({"groupName": name, "consumeEnable": consume, "consumeBroadcastEnable": broadcast});
+        request(200, &[]).with_body(body.to_string().into_bytes())
+    };
+    c.call(group_cfg("CG_Adm", false, true), TIMEOUT)
+        .await
+        .unwrap();
+    let r = c
+        .request(
+            pull_req("CG_Adm", "AdmTopic", 0, 0, 32, None, None),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 16);
+    c.call(group_cfg("CG_Bc", true, false), TIMEOUT)
+        .await
+        .unwrap();
+    let bc = serde_json::json!({"clientID": "b-1", "producerDataSet": [], "consumerDataSet": [{"groupName": "CG_Bc",
+        "consumeType": "CONSUME_PASSIVELY", "messageModel": "BROADCASTING", "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET",
+        "subscriptionDataSet": [{"topic": "AdmTopic", "subString": "*", "subVersion": 1}]}]});
+    c.call(
+        request(34, &[]).with_body(bc.to_string().into_bytes()),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .request(pull_req("CG_Bc", "AdmTopic", 0, 0, 32, None, None), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 16);
+}

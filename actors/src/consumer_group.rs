@@ -29,6 +29,14 @@ pub trait ClientChannel: Send + Sync + 'static {
     fn remote_addr(&self) -> SocketAddr;
     /// Tell the client to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED in remoting).
     fn notify_consumer_ids_changed(&self, group: &str);
+    /// Ask the client for its running state (GET_CONSUMER_RUNNING_INFO); the answer is the
+    /// client's own document, passed through unread.
+    fn consumer_running_info(
+        &self,
+        group: &str,
+        client_id: &str,
+        jstack: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes, String>> + Send>>;
     /// Tell the client its offsets of `topic` were reset (RESET_CONSUMER_CLIENT_OFFSET).
     fn reset_offsets(
         &self,
@@ -567,6 +575,23 @@ impl Handler<ResetOffsets> for ConsumerGroup {
     }
 }
 
+/// The channel of one member, by client id.
+pub struct FindMember {
+    pub client_id: String,
+}
+
+impl Message for FindMember {
+    type Result = Option<Arc<dyn ClientChannel>>;
+}
+
+impl Handler<FindMember> for ConsumerGroup {
+    type Result = Option<Arc<dyn ClientChannel>>;
+
+    fn handle(&mut self, msg: FindMember, _: &mut Self::Context) -> Self::Result {
+        self.members.get(&msg.client_id).map(|m| m.channel.clone())
+    }
+}
+
 /// Stops the group actor (the group was deleted).
 pub struct Stop;
 
@@ -603,6 +628,15 @@ mod tests {
             self.notified.fetch_add(1, Ordering::SeqCst);
         }
         fn reset_offsets(&self, _: &str, _: &str, _: &str, _: i64, _: &[(u32, i64)]) {}
+        fn consumer_running_info(
+            &self,
+            _: &str,
+            _: &str,
+            _: bool,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes, String>> + Send>>
+        {
+            Box::pin(async { Err("not a real client".to_string()) })
+        }
     }
 
     fn info(id: &str, expr: &str, version: i64) -> ConsumerInfo {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod message;
 pub mod model;
+pub mod producers;
 pub mod routes;
 pub mod scheduler;
 pub mod service;

@@ -18,6 +18,7 @@ use crate::message::{
     PROP_RETRY_TOPIC, PROP_UNIQ_KEY,
 };
 use crate::model::{self, GroupConfig, TopicConfig, PERM_INHERIT, PERM_READ, PERM_WRITE};
+use crate::producers::{ProducerConnectionClosed, Producers, RegisterProducer, UnregisterProducer};
 use crate::routes::Routes;
 use crate::scheduler::{Schedule, Scheduler};
 use crate::topic_queue::{Append, Pull, PullOutcome, QueueStats};
@@ -43,6 +44,7 @@ pub struct BrokerContext {
     pub broker: Addr<BrokerActor>,
     pub routes: Addr<Routes>,
     pub scheduler: Addr<Scheduler>,
+    pub producers: Addr<Producers>,
     pub store: Store,
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
@@ -116,6 +118,8 @@ pub enum ResetTarget {
 
 pub struct HeartbeatRequest {
     pub client_id: String,
+    pub language: String,
+    pub version: i32,
     pub producer_groups: Vec<String>,
     pub consumers: Vec<(String, ConsumerInfo)>,
     pub channel: Arc<dyn ClientChannel>,
@@ -230,6 +234,7 @@ impl BrokerContext {
             broker,
             routes,
             scheduler,
+            producers: Producers::default().start(),
             store,
             writer,
             arbiters: Arc::new(arbiters),
@@ -639,6 +644,14 @@ impl BrokerContext {
                 req.group
             )));
         }
+        if !group.config.consume_broadcast_enable
+            && group.view.load().message_model.as_deref() == Some("BROADCASTING")
+        {
+            return Err(BrokerError::NoPermission(format!(
+                "the consumer group[{}] can not consume by broadcast way",
+                req.group
+            )));
+        }
         let filter = self.pull_filter(&group, &req)?;
         let Some(queue) = topic.queues.get(req.queue_id as usize) else {
             return Err(BrokerError::InvalidParameter(format!(
@@ -674,6 +687,20 @@ impl BrokerContext {
     }
 
     pub async fn heartbeat(&self, hb: HeartbeatRequest) -> BrokerResult<bool> {
+        let producer_groups: Vec<String> = hb
+            .producer_groups
+            .into_iter()
+            .filter(|g| g != "CLIENT_INNER_PRODUCER")
+            .collect();
+        if !producer_groups.is_empty() {
+            self.producers.do_send(RegisterProducer {
+                groups: producer_groups,
+                client_id: hb.client_id.clone(),
+                language: hb.language.clone(),
+                version: hb.version,
+                channel: hb.channel.clone(),
+            });
+        }
         let mut changed = false;
         for (group_name, info) in hb.consumers {
             let group = self.ensure_group(&group_name).await?;
@@ -691,7 +718,18 @@ impl BrokerContext {
         Ok(changed)
     }
 
-    pub fn unregister(&self, client_id: &str, consumer_group: Option<&str>) {
+    pub fn unregister(
+        &self,
+        client_id: &str,
+        consumer_group: Option<&str>,
+        producer_group: Option<&str>,
+    ) {
+        if let Some(g) = producer_group {
+            self.producers.do_send(UnregisterProducer {
+                group: g.to_string(),
+                client_id: client_id.to_string(),
+            });
+        }
         if let Some(g) = consumer_group.and_then(|g| self.group(g)) {
             g.addr.do_send(Unregister {
                 client_id: client_id.to_string(),
@@ -701,6 +739,8 @@ impl BrokerContext {
 
     /// A connection closed: its consumers leave the groups it joined.
     pub fn connection_closed(&self, connection_id: u64, groups: impl IntoIterator<Item = String>) {
+        self.producers
+            .do_send(ProducerConnectionClosed { connection_id });
         for g in groups {
             if let Some(g) = self.group(&g) {
                 g.addr.do_send(ConnectionClosed { connection_id });
@@ -951,6 +991,23 @@ impl BrokerContext {
         .await
         .map_err(|e| BrokerError::Storage(e.to_string()))?
         .map_err(Into::into)
+    }
+
+    /// Store time of the message at `offset`, if it exists.
+    pub async fn store_time_at(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+    ) -> BrokerResult<Option<i64>> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let (store, id) = (self.store.clone(), t.config.id);
+        let cq = tokio::task::spawn_blocking(move || store.cq_entry(id, queue_id, offset))
+            .await
+            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+        Ok(cq.map(|c| c.store_time))
     }
 
     /// Store time of the oldest message of a queue, or 0 when it is empty.

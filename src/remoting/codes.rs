@@ -41,6 +41,7 @@ pub mod request {
     pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     pub const QUERY_CONSUME_TIME_SPAN: i32 = 303;
+    pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;

@@ -8,13 +8,13 @@ use super::handlers::{dispatch, Role};
 use bytes::{Bytes, BytesMut};
 use rocktor_actors::consumer_group::ClientChannel;
 use rocktor_actors::BrokerContext;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -27,6 +27,8 @@ pub struct Connection {
     tx: mpsc::UnboundedSender<Bytes>,
     groups: Mutex<HashSet<String>>,
     next_opaque: AtomicI32,
+    /// Our requests to the client that wait for its answer, by opaque.
+    pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
 }
 
 impl Connection {
@@ -35,6 +37,19 @@ impl Connection {
         cmd.encode(&mut buf);
         // A closed connection just drops the frame: the peer is gone.
         let _ = self.tx.send(buf.freeze());
+    }
+
+    /// Sends a request to the client; the receiver gets its answer.
+    pub fn invoke(&self, mut cmd: RemotingCommand) -> oneshot::Receiver<RemotingCommand> {
+        let (tx, rx) = oneshot::channel();
+        cmd.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.pending.lock() {
+            // Requests whose answer never came must not pile up.
+            p.retain(|_, w| !w.is_closed());
+            p.insert(cmd.opaque, tx);
+        }
+        self.send_command(&cmd);
+        rx
     }
 
     pub fn joined_group(&self, group: &str) {
@@ -68,6 +83,31 @@ impl ClientChannel for Connection {
             .with_ext("consumerGroup", group);
         cmd.flag = FLAG_ONEWAY;
         self.send_command(&cmd);
+    }
+
+    fn consumer_running_info(
+        &self,
+        group: &str,
+        client_id: &str,
+        jstack: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>> {
+        let cmd = RemotingCommand::request(rq::GET_CONSUMER_RUNNING_INFO, 0)
+            .with_ext("consumerGroup", group)
+            .with_ext("clientId", client_id)
+            .with_ext("jstackEnable", jstack);
+        let rx = self.invoke(cmd);
+        Box::pin(async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+                Ok(Ok(resp)) if resp.code == 0 => Ok(resp.body),
+                Ok(Ok(resp)) => Err(format!(
+                    "the client answered {}: {}",
+                    resp.code,
+                    resp.remark.unwrap_or_default()
+                )),
+                Ok(Err(_)) => Err("the client's connection closed".into()),
+                Err(_) => Err("the client did not answer in 5 s".into()),
+            }
+        })
     }
 
     fn reset_offsets(
@@ -129,6 +169,7 @@ pub async fn serve_connection(
         tx,
         groups: Mutex::new(HashSet::new()),
         next_opaque: AtomicI32::new(1),
+        pending: Mutex::new(HashMap::new()),
     });
     actix::spawn(write_loop(wr, rx));
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -139,8 +180,21 @@ pub async fn serve_connection(
                     let frame = buf.split_to(n).freeze();
                     match decode_frame(frame) {
                         Ok(cmd) if cmd.is_response() => {
-                            // Answers to our oneway notifications, or late client replies.
-                            tracing::trace!(opaque = cmd.opaque, "ignoring response from client");
+                            let waiter = conn
+                                .pending
+                                .lock()
+                                .ok()
+                                .and_then(|mut p| p.remove(&cmd.opaque));
+                            match waiter {
+                                Some(w) => {
+                                    let _ = w.send(cmd);
+                                }
+                                // A late answer to a request that timed out.
+                                None => tracing::trace!(
+                                    opaque = cmd.opaque,
+                                    "ignoring unexpected response"
+                                ),
+                            }
                         }
                         Ok(cmd) => {
                             let (b, c) = (broker.clone(), conn.clone());

@@ -6,9 +6,11 @@ use crate::remoting::codes::response as rc;
 use crate::remoting::command::RemotingCommand;
 use crate::remoting::errors::HandlerError;
 use crate::remoting::ext::Ext;
+use rocktor_actors::broker::GroupHandle;
 use rocktor_actors::broker::{DeleteGroup, DeleteTopic, UpsertGroup};
-use rocktor_actors::consumer_group::{GetConnections, GetOffsets};
+use rocktor_actors::consumer_group::{FindMember, GetConnections, GetOffsets};
 use rocktor_actors::model::{self, PERM_READ, PERM_WRITE};
+use rocktor_actors::producers::ListProducers;
 use rocktor_actors::service::ResetTarget;
 use rocktor_actors::{BrokerContext, BrokerError, TopicSpec};
 use serde_json::{json, Map, Value};
@@ -277,4 +279,135 @@ pub async fn delete_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
         .await
         .map_err(BrokerError::from)??;
     ok(req)
+}
+
+/// GET_PRODUCER_CONNECTION_LIST (204).
+pub async fn producer_connections(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let group = Ext::of(req).str("producerGroup")?.to_string();
+    let list = b
+        .producers
+        .send(ListProducers { group })
+        .await
+        .map_err(BrokerError::from)?;
+    let conns: Vec<Value> = list
+        .iter()
+        .map(|c| json!({"clientId": c.client_id, "clientAddr": c.client_addr.to_string(), "language": c.language, "version": c.version}))
+        .collect();
+    ok_json(req, &json!({ "connectionSet": conns }))
+}
+
+/// Topics a group consumes: its subscriptions and the topics it committed offsets for.
+async fn group_topics(b: &BrokerContext, group: &GroupHandle) -> Result<Vec<String>, BrokerError> {
+    let offsets = group.addr.send(GetOffsets { topic: None }).await?;
+    let mut topics: Vec<String> = offsets.into_iter().map(|(t, _, _)| t).collect();
+    topics.extend(group.view.load().subscriptions.keys().cloned());
+    topics.retain(|t| b.topic(t).is_some());
+    topics.sort();
+    topics.dedup();
+    Ok(topics)
+}
+
+/// QUERY_TOPIC_CONSUME_BY_WHO (300): the groups that consume a topic.
+pub async fn groups_of_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let topic = Ext::of(req).str("topic")?;
+    let groups: Vec<_> = b.registry.load().groups.values().cloned().collect();
+    let mut names = Vec::new();
+    for g in groups {
+        if group_topics(b, &g).await?.iter().any(|t| t == topic) {
+            names.push(g.config.name.clone());
+        }
+    }
+    names.sort();
+    ok_json(req, &json!({ "groupList": names }))
+}
+
+/// QUERY_TOPICS_BY_CONSUMER (343): the topics a group consumes.
+pub async fn topics_of_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let name = Ext::of(req).str("group")?;
+    let g = b
+        .group(name)
+        .ok_or_else(|| BrokerError::GroupNotExist(name.to_string()))?;
+    let topics = group_topics(b, &g).await?;
+    ok_json(
+        req,
+        &json!({ "topicList": topics, "brokerAddr": b.settings.broker_addr.to_string() }),
+    )
+}
+
+/// QUERY_CONSUME_TIME_SPAN (303): per queue, the oldest and newest store times and the store
+/// time of the last consumed message.
+pub async fn consume_time_span(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let e = Ext::of(req);
+    let (topic, group) = (e.str("topic")?, e.str("group")?);
+    let t = b
+        .topic(topic)
+        .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+    let offsets = match b.group(group) {
+        Some(g) => g
+            .addr
+            .send(GetOffsets {
+                topic: Some(topic.to_string()),
+            })
+            .await
+            .map_err(BrokerError::from)?,
+        None => Vec::new(),
+    };
+    let mut spans = Vec::new();
+    for (q, stats) in t.stats.iter().enumerate() {
+        let q = q as u32;
+        let min_ts = b.earliest_store_time(topic, q).await?;
+        let max_ts = stats
+            .last_store_time
+            .load(std::sync::atomic::Ordering::Acquire);
+        let consumed = offsets
+            .iter()
+            .find(|(_, qq, _)| *qq == q)
+            .map(|(_, _, o)| *o)
+            .unwrap_or(0);
+        let consume_ts = if consumed > stats.min() as i64 && consumed > 0 {
+            b.store_time_at(topic, q, consumed as u64 - 1)
+                .await?
+                .unwrap_or(min_ts)
+        } else {
+            min_ts
+        };
+        spans.push(json!({
+            "messageQueue": {"topic": topic, "brokerName": b.settings.broker_name, "queueId": q},
+            "minTimeStamp": min_ts, "maxTimeStamp": max_ts, "consumeTimeStamp": consume_ts,
+            "delayTime": (max_ts - consume_ts).max(0),
+        }));
+    }
+    ok_json(req, &json!({ "consumeTimeSpanSet": spans }))
+}
+
+/// GET_CONSUMER_RUNNING_INFO (307): forwarded to the client, its answer passed back.
+pub async fn consumer_running_info(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let e = Ext::of(req);
+    let (group, client_id) = (e.str("consumerGroup")?, e.str("clientId")?);
+    let jstack = e.bool("jstackEnable").unwrap_or(false);
+    let member = match b.group(group) {
+        Some(g) => g
+            .addr
+            .send(FindMember {
+                client_id: client_id.to_string(),
+            })
+            .await
+            .map_err(BrokerError::from)?,
+        None => None,
+    };
+    let Some(channel) = member else {
+        return Ok(Some(
+            RemotingCommand::response_to(req, rc::SYSTEM_ERROR)
+                .with_remark(format!("The Consumer <{client_id}> <{group}> not online")),
+        ));
+    };
+    match channel
+        .consumer_running_info(group, client_id, jstack)
+        .await
+    {
+        Ok(body) => Ok(Some(RemotingCommand::response_to(req, 0).with_body(body))),
+        Err(why) => Ok(Some(
+            RemotingCommand::response_to(req, rc::SYSTEM_ERROR).with_remark(why),
+        )),
+    }
 }

@@ -28,6 +28,8 @@ pub async fn heartbeat(
     let channel: Arc<dyn ClientChannel> = conn.clone();
     let changed = b
         .heartbeat(HeartbeatRequest {
+            language: req.language.clone(),
+            version: req.version,
             client_id: hb.client_id,
             producer_groups: hb.producer_groups,
             consumers: hb.consumers,
@@ -54,7 +56,11 @@ pub async fn check_client_config(b: &BrokerContext, req: &RemotingCommand) -> Ha
 
 pub async fn unregister(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
-    b.unregister(e.str("clientID")?, e.opt_str("consumerGroup"));
+    b.unregister(
+        e.str("clientID")?,
+        e.opt_str("consumerGroup"),
+        e.opt_str("producerGroup"),
+    );
     ok(req)
 }
 

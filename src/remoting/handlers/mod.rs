@@ -93,6 +93,11 @@ async fn broker_codes(
         rq::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(b, req).await,
         rq::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(b, req).await,
         rq::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(b, req).await,
+        rq::GET_PRODUCER_CONNECTION_LIST => admin::producer_connections(b, req).await,
+        rq::QUERY_TOPIC_CONSUME_BY_WHO => admin::groups_of_topic(b, req).await,
+        rq::QUERY_TOPICS_BY_CONSUMER => admin::topics_of_group(b, req).await,
+        rq::QUERY_CONSUME_TIME_SPAN => admin::consume_time_span(b, req).await,
+        rq::GET_CONSUMER_RUNNING_INFO => admin::consumer_running_info(b, req).await,
         // A broker answers route queries too, for tools pointed at it directly.
         rq::GET_ROUTEINFO_BY_TOPIC => namesrv::route(b, req).await,
         rq::GET_BROKER_CLUSTER_INFO => namesrv::cluster_info(b, req).await,

@@ -1,0 +1,138 @@
+//! Producers — the live producers of each group, from heartbeats, with a channel back to each.
+//! Admin tools list them (GET_PRODUCER_CONNECTION_LIST); transaction checks will ask one of
+//! them about a half message.
+//!
+//! Messages: `RegisterProducer`, `UnregisterProducer`, `ProducerConnectionClosed`,
+//! `ListProducers`, and a timer that drops producers silent for 120 s. Soft state: nothing is
+//! stored.
+
+use crate::consumer_group::{ClientChannel, ConnectionInfo, MEMBER_EXPIRY};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Producer {
+    channel: Arc<dyn ClientChannel>,
+    language: String,
+    version: i32,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+pub struct Producers {
+    groups: HashMap<String, HashMap<String, Producer>>,
+}
+
+impl Actor for Producers {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(10), |act, _| {
+            let now = Instant::now();
+            for members in act.groups.values_mut() {
+                members.retain(|_, p| now.duration_since(p.last_seen) < MEMBER_EXPIRY);
+            }
+            act.groups.retain(|_, m| !m.is_empty());
+        });
+    }
+}
+
+pub struct RegisterProducer {
+    pub groups: Vec<String>,
+    pub client_id: String,
+    pub language: String,
+    pub version: i32,
+    pub channel: Arc<dyn ClientChannel>,
+}
+
+impl Message for RegisterProducer {
+    type Result = ();
+}
+
+impl Handler<RegisterProducer> for Producers {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterProducer, _: &mut Self::Context) {
+        for g in msg.groups {
+            self.groups.entry(g).or_default().insert(
+                msg.client_id.clone(),
+                Producer {
+                    channel: msg.channel.clone(),
+                    language: msg.language.clone(),
+                    version: msg.version,
+                    last_seen: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+pub struct UnregisterProducer {
+    pub group: String,
+    pub client_id: String,
+}
+
+impl Message for UnregisterProducer {
+    type Result = ();
+}
+
+impl Handler<UnregisterProducer> for Producers {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnregisterProducer, _: &mut Self::Context) {
+        if let Some(m) = self.groups.get_mut(&msg.group) {
+            m.remove(&msg.client_id);
+        }
+    }
+}
+
+pub struct ProducerConnectionClosed {
+    pub connection_id: u64,
+}
+
+impl Message for ProducerConnectionClosed {
+    type Result = ();
+}
+
+impl Handler<ProducerConnectionClosed> for Producers {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProducerConnectionClosed, _: &mut Self::Context) {
+        for members in self.groups.values_mut() {
+            members.retain(|_, p| p.channel.connection_id() != msg.connection_id);
+        }
+        self.groups.retain(|_, m| !m.is_empty());
+    }
+}
+
+pub struct ListProducers {
+    pub group: String,
+}
+
+impl Message for ListProducers {
+    type Result = Vec<ConnectionInfo>;
+}
+
+impl Handler<ListProducers> for Producers {
+    type Result = Vec<ConnectionInfo>;
+
+    fn handle(&mut self, msg: ListProducers, _: &mut Self::Context) -> Vec<ConnectionInfo> {
+        let mut v: Vec<ConnectionInfo> = self
+            .groups
+            .get(&msg.group)
+            .map(|m| {
+                m.iter()
+                    .map(|(id, p)| ConnectionInfo {
+                        client_id: id.clone(),
+                        client_addr: p.channel.remote_addr(),
+                        language: p.language.clone(),
+                        version: p.version,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        v
+    }
+}
