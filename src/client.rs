@@ -171,6 +171,23 @@ impl RemotingClient {
     }
 }
 
+/// UPDATE_AND_CREATE_TOPIC for a read/write topic with `queues` queues.
+pub fn create_topic_request(topic: &str, queues: u32) -> RemotingCommand {
+    request(
+        17,
+        &[
+            ("topic", topic.to_string()),
+            ("defaultTopic", "TBW102".into()),
+            ("readQueueNums", queues.to_string()),
+            ("writeQueueNums", queues.to_string()),
+            ("perm", "6".into()),
+            ("topicFilterType", "SINGLE_TAG".into()),
+            ("topicSysFlag", "0".into()),
+            ("order", "false".into()),
+        ],
+    )
+}
+
 /// A request with the given code and extFields.
 pub fn request(code: i32, ext: &[(&str, String)]) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code, 0);

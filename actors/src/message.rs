@@ -124,20 +124,10 @@ pub fn encode_record(
 /// Rebuilds a prepared message from a stored record (scheduled delivery, retries), with the
 /// given properties.
 pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
-    let tag_hash = properties::get(&properties, PROP_TAGS)
-        .map(|t| java_hash(t) as i64)
-        .unwrap_or(0);
+    let (tag_hash, keys) = tag_hash_and_keys(&properties);
     let uniq_key = properties::get(&properties, PROP_UNIQ_KEY)
         .unwrap_or_default()
         .to_string();
-    let keys = properties::get(&properties, PROP_KEYS)
-        .map(|k| {
-            k.split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
     PreparedMessage {
         body: rec.body.clone(),
         flag: rec.flag,
@@ -150,6 +140,23 @@ pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
         uniq_key,
         keys,
     }
+}
+
+/// The consume-queue tag code (Java hash of TAGS, 0 without a tag) and the space-separated
+/// KEYS a message is indexed under.
+fn tag_hash_and_keys(props: &str) -> (i64, Vec<String>) {
+    let tag_hash = properties::get(props, PROP_TAGS)
+        .map(|t| java_hash(t) as i64)
+        .unwrap_or(0);
+    let keys = properties::get(props, PROP_KEYS)
+        .map(|k| {
+            k.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    (tag_hash, keys)
 }
 
 /// Checks the limits; the error text says which limit and by how much.
@@ -194,17 +201,7 @@ pub fn prepare(
             props.len()
         )));
     }
-    let tag_hash = properties::get(&props, PROP_TAGS)
-        .map(|t| java_hash(t) as i64)
-        .unwrap_or(0);
-    let keys = properties::get(&props, PROP_KEYS)
-        .map(|k| {
-            k.split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let (tag_hash, keys) = tag_hash_and_keys(&props);
     Ok(PreparedMessage {
         body: msg.body,
         flag: msg.flag,

@@ -151,19 +151,7 @@ async fn create_topic(ns: &RemotingClient, topic: &str, queues: u32) -> Result<(
             .await
             .map_err(|e| e.to_string())?;
         c.call(
-            request(
-                17,
-                &[
-                    ("topic", topic.to_string()),
-                    ("defaultTopic", "TBW102".into()),
-                    ("readQueueNums", queues.to_string()),
-                    ("writeQueueNums", queues.to_string()),
-                    ("perm", "6".into()),
-                    ("topicFilterType", "SINGLE_TAG".into()),
-                    ("topicSysFlag", "0".into()),
-                    ("order", "false".into()),
-                ],
-            ),
+            rocktor::client::create_topic_request(topic, queues),
             TIMEOUT,
         )
         .await

@@ -212,19 +212,7 @@ pub fn records(body: &bytes::Bytes) -> Vec<rocktor_storage::record::Record> {
 
 pub async fn create_topic(c: &RemotingClient, topic: &str, queues: u32) {
     c.call(
-        request(
-            17,
-            &[
-                ("topic", topic.into()),
-                ("defaultTopic", "TBW102".into()),
-                ("readQueueNums", queues.to_string()),
-                ("writeQueueNums", queues.to_string()),
-                ("perm", "6".into()),
-                ("topicFilterType", "SINGLE_TAG".into()),
-                ("topicSysFlag", "0".into()),
-                ("order", "false".into()),
-            ],
-        ),
+        rocktor::client::create_topic_request(topic, queues),
         TIMEOUT,
     )
     .await
