@@ -29,15 +29,26 @@ fn record(offset: u64, body: &[u8]) -> AppendRecord {
     record::encode(&parts, &mut buf);
     AppendRecord {
         record: buf,
-        cq: Some(CqEntry { topic_id: 1, queue_id: (offset % 8) as u32, queue_offset: offset / 8, tag_hash: 1, store_time: 1 }),
+        cq: Some(CqEntry {
+            topic_id: 1,
+            queue_id: (offset % 8) as u32,
+            queue_offset: offset / 8,
+            tag_hash: 1,
+            store_time: 1,
+        }),
         timer: None,
-        index_keys: vec![rocktor_storage::keys::index_prefix(1, &format!("key-{offset}"))],
+        index_keys: vec![rocktor_storage::keys::index_prefix(
+            1,
+            &format!("key-{offset}"),
+        )],
     }
 }
 
 fn append(c: &mut Criterion) {
     let body = vec![b'x'; 1024];
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     for (name, mode) in [("async", FlushMode::Async), ("sync", FlushMode::Sync)] {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path(), mode).expect("open store");
@@ -51,7 +62,10 @@ fn append(c: &mut Criterion) {
                     || {
                         let recs = (0..batch).map(|i| record(next + i as u64, &body)).collect();
                         next += batch as u64;
-                        AppendBatch { records: recs, ..Default::default() }
+                        AppendBatch {
+                            records: recs,
+                            ..Default::default()
+                        }
                     },
                     |batch| rt.block_on(writer.submit(batch)),
                     BatchSize::SmallInput,
@@ -63,11 +77,18 @@ fn append(c: &mut Criterion) {
 }
 
 fn sql92(c: &mut Criterion) {
-    let expr = sql::parse("a > 5 AND b = 'x' OR (c IN ('red', 'blue') AND d IS NOT NULL)").expect("valid");
-    let props: Vec<(String, String)> = [("a", "7"), ("b", "x"), ("c", "red"), ("TAGS", "TagA"), ("UNIQ_KEY", "ABC")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let expr =
+        sql::parse("a > 5 AND b = 'x' OR (c IN ('red', 'blue') AND d IS NOT NULL)").expect("valid");
+    let props: Vec<(String, String)> = [
+        ("a", "7"),
+        ("b", "x"),
+        ("c", "red"),
+        ("TAGS", "TagA"),
+        ("UNIQ_KEY", "ABC"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let mut g = c.benchmark_group("sql92");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse", |b| {
@@ -94,8 +115,11 @@ fn sql92(c: &mut Criterion) {
         &mut rec,
     );
     let rec: Bytes = rec.freeze();
-    let filter = rocktor_actors::filter::Filter::from_subscription("a > 5 AND b = 'x'", "SQL92").expect("valid");
-    g.bench_function("filter_stored_record", |b| b.iter(|| filter.accepts_record(&rec)));
+    let filter = rocktor_actors::filter::Filter::from_subscription("a > 5 AND b = 'x'", "SQL92")
+        .expect("valid");
+    g.bench_function("filter_stored_record", |b| {
+        b.iter(|| filter.accepts_record(&rec))
+    });
     g.finish();
 }
 
