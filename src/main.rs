@@ -107,7 +107,17 @@ fn main() -> std::process::ExitCode {
         Ok::<(), rocktor::StartError>(())
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => {
+            // Everything is durable now (WAL synced, memtables flushed, RocksDB's threads
+            // stopped). Leave without running C++ static destructors: worker threads may still
+            // be dropping their handles, and RocksDB aborts ("pthread lock: Invalid argument")
+            // when its statics go first.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            // SAFETY: _exit only ends the process; nothing after it runs.
+            unsafe { libc::_exit(0) }
+        }
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("rocktor: {e}");

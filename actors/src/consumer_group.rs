@@ -665,8 +665,13 @@ mod tests {
             rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
         let writer = store.start_writer(0).unwrap();
         let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
-        let g =
-            ConsumerGroup::new(GroupConfig::new("g"), HashMap::new(), writer, view.clone()).start();
+        let g = ConsumerGroup::new(
+            GroupConfig::new("g"),
+            HashMap::new(),
+            writer.clone(),
+            view.clone(),
+        )
+        .start();
         let a = Arc::new(FakeChannel {
             id: 1,
             notified: AtomicUsize::new(0),
@@ -727,5 +732,7 @@ mod tests {
         g.send(FlushOffsets).await.unwrap().unwrap();
         let rec = store.recover().unwrap();
         assert_eq!(rec.offsets, vec![("g".to_string(), "T".to_string(), 0, 7)]);
+        writer.close();
+        store.stop_background_work();
     }
 }

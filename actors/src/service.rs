@@ -278,8 +278,12 @@ impl BrokerContext {
             Ok(Err(e)) => tracing::error!(error = %e, "WAL flush failed"),
             Err(_) => tracing::error!("storage writer already stopped"),
         }
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.stop_background_work()).await;
+        let (store, writer) = (self.store.clone(), self.writer.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            writer.close();
+            store.stop_background_work();
+        })
+        .await;
         for a in self.arbiters.iter() {
             a.stop();
         }

@@ -508,7 +508,12 @@ mod tests {
         .unwrap()
     }
 
-    fn start(dir: &std::path::Path, limits: QueueLimits) -> (Addr<TopicQueue>, Arc<QueueStats>) {
+    /// Starts a queue on a fresh store; the store is returned so the test can stop RocksDB's
+    /// background threads before the process exits (exiting with them running can crash).
+    fn start(
+        dir: &std::path::Path,
+        limits: QueueLimits,
+    ) -> (Addr<TopicQueue>, Arc<QueueStats>, Store, Writer) {
         let store = Store::open(dir, FlushMode::Async).unwrap();
         let bounds = store.queue_bounds(1, 0).unwrap();
         let next = store.recover().unwrap().next_seq;
@@ -519,12 +524,19 @@ mod tests {
             1,
             0,
             bounds,
-            store,
-            writer,
+            store.clone(),
+            writer.clone(),
             stats.clone(),
             limits,
         );
-        (q.start(), stats)
+        (q.start(), stats, store, writer)
+    }
+
+    /// Joins the writer thread and stops RocksDB's threads, so the test process never exits
+    /// while they still use the database.
+    fn shut(store: Store, writer: Writer) {
+        writer.close();
+        store.stop_background_work();
     }
 
     fn pull(offset: u64, hold: Option<Duration>, filter: Filter) -> Pull {
@@ -544,7 +556,7 @@ mod tests {
             tail_entries: 2,
             ..Default::default()
         };
-        let (q, stats) = start(dir.path(), limits);
+        let (q, stats, store, writer) = start(dir.path(), limits);
         for tag in ["A", "B", "A", "B"] {
             let r = q
                 .send(Append {
@@ -585,12 +597,13 @@ mod tests {
             (moved.status, moved.next_offset),
             (PullStatus::OffsetMoved, 4)
         );
+        shut(store, writer);
     }
 
     #[actix::test]
     async fn long_poll_wakes_on_matching_arrival_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
-        let (q, _) = start(dir.path(), QueueLimits::default());
+        let (q, _, store, writer) = start(dir.path(), QueueLimits::default());
         let waiting = q.send(pull(
             0,
             Some(Duration::from_secs(10)),
@@ -630,5 +643,6 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, PullStatus::NoNewMessage);
         assert!(started.elapsed() >= Duration::from_millis(190));
+        shut(store, writer);
     }
 }

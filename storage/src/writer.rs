@@ -67,12 +67,14 @@ pub struct AppendDone {
 enum Cmd {
     Write(AppendBatch, oneshot::Sender<Result<AppendDone>>),
     Flush(oneshot::Sender<Result<()>>),
+    Stop,
 }
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Cmd>,
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// Upper bound of submissions folded into one WriteBatch.
@@ -81,11 +83,14 @@ const MAX_GROUP: usize = 512;
 impl Writer {
     pub(crate) fn start(store: Store, next_seq: u64) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("rocktor-writer".into())
             .spawn(move || run(store, rx, next_seq))
             .map_err(|e| StorageError::Meta(format!("cannot start writer thread: {e}")))?;
-        Ok(Writer { tx })
+        Ok(Writer {
+            tx,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
     }
 
     /// Queues a batch; the receiver resolves once it is durable under the flush mode.
@@ -95,6 +100,17 @@ impl Writer {
             let _ = done.send(Err(StorageError::WriterGone));
         }
         rx
+    }
+
+    /// Stops the writer thread after what was submitted before, and waits for it, so that its
+    /// reference to the database is gone when this returns. Later submissions fail with
+    /// `WriterGone`.
+    pub fn close(&self) {
+        let _ = self.tx.send(Cmd::Stop);
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// Syncs the WAL and flushes the memtables, after everything submitted before it.
@@ -111,6 +127,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
     let mut wo = WriteOptions::default();
     wo.set_sync(store.flush_mode() == FlushMode::Sync);
     let mut cmds = Vec::with_capacity(MAX_GROUP);
+    let mut stopping = false;
     while let Ok(first) = rx.recv() {
         cmds.push(first);
         while cmds.len() < MAX_GROUP {
@@ -131,6 +148,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
                     }
                 },
                 Cmd::Flush(done) => flushes.push(done),
+                Cmd::Stop => stopping = true,
             }
         }
         let result = if wb.is_empty() {
@@ -162,6 +180,9 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
             for done in flushes {
                 let _ = done.send(r.clone().map_err(StorageError::Meta));
             }
+        }
+        if stopping {
+            break;
         }
     }
 }
