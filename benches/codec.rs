@@ -6,7 +6,9 @@
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rocktor::remoting::command::{check_frame, decode_frame, RemotingCommand, SerializeType};
-use rocktor_storage::record::{self, RecordParts};
+use rocktor_storage::record;
+
+mod common;
 
 fn send_request(binary: bool) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(310, 1).with_body(vec![b'x'; 1024]);
@@ -54,22 +56,7 @@ fn frames(c: &mut Criterion) {
 
 fn records(c: &mut Criterion) {
     let body = vec![b'x'; 1024];
-    let props = "TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}7F0000010001000000000000000000AB\u{2}";
-    let parts = RecordParts {
-        queue_id: 3,
-        flag: 0,
-        queue_offset: 123456,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        born_host: "127.0.0.1:40000".parse().expect("literal"),
-        store_timestamp: 1_700_000_000_001,
-        store_host: "127.0.0.1:10911".parse().expect("literal"),
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body: &body,
-        topic: "BenchTopic",
-        properties: props,
-    };
+    let parts = common::record_parts(3, 123456, &body, common::PROPS);
     let mut g = c.benchmark_group("record");
     g.throughput(Throughput::Bytes(record::encoded_len(&parts) as u64));
     g.bench_function("encode_1k", |b| {

@@ -6,25 +6,13 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rocktor_actors::sql;
-use rocktor_storage::record::{self, RecordParts};
+use rocktor_storage::record;
+
+mod common;
 use rocktor_storage::{AppendBatch, AppendRecord, CqEntry, FlushMode, Store};
 
 fn record(offset: u64, body: &[u8]) -> AppendRecord {
-    let parts = RecordParts {
-        queue_id: (offset % 8) as i32,
-        flag: 0,
-        queue_offset: offset as i64,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        born_host: "127.0.0.1:40000".parse().expect("literal"),
-        store_timestamp: 1_700_000_000_001,
-        store_host: "127.0.0.1:10911".parse().expect("literal"),
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body,
-        topic: "BenchTopic",
-        properties: "TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}7F0000010001000000000000000000AB\u{2}",
-    };
+    let parts = common::record_parts((offset % 8) as i32, offset as i64, body, common::PROPS);
     let mut buf = BytesMut::with_capacity(record::encoded_len(&parts));
     record::encode(&parts, &mut buf);
     AppendRecord {
@@ -97,21 +85,12 @@ fn sql92(c: &mut Criterion) {
     g.bench_function("evaluate", |b| b.iter(|| expr.matches(&props)));
     let mut rec = BytesMut::new();
     record::encode(
-        &RecordParts {
-            queue_id: 0,
-            flag: 0,
-            queue_offset: 0,
-            sys_flag: 0,
-            born_timestamp: 0,
-            born_host: "127.0.0.1:1".parse().expect("literal"),
-            store_timestamp: 0,
-            store_host: "127.0.0.1:2".parse().expect("literal"),
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            body: &[0u8; 1024],
-            topic: "T",
-            properties: "a\u{1}7\u{2}b\u{1}x\u{2}c\u{1}red\u{2}TAGS\u{1}TagA\u{2}",
-        },
+        &common::record_parts(
+            0,
+            0,
+            &[0u8; 1024],
+            "a\u{1}7\u{2}b\u{1}x\u{2}c\u{1}red\u{2}TAGS\u{1}TagA\u{2}",
+        ),
         &mut rec,
     );
     let rec: Bytes = rec.freeze();
