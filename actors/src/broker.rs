@@ -44,27 +44,6 @@ pub struct BrokerSettings {
     pub workers: usize,
 }
 
-impl BrokerSettings {
-    pub fn standalone(broker_addr: SocketAddr) -> Self {
-        BrokerSettings {
-            cluster_name: "DefaultCluster".into(),
-            broker_name: "broker-a".into(),
-            broker_id: 0,
-            broker_addr,
-            auto_create_topic: true,
-            auto_create_group: true,
-            default_topic_queues: 8,
-            max_message_size: crate::message::MAX_BODY,
-            queue_limits: QueueLimits::default(),
-            long_polling: true,
-            enable_property_filter: true,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        }
-    }
-}
-
 pub struct TopicHandle {
     pub config: TopicConfig,
     pub queues: Vec<Addr<TopicQueue>>,

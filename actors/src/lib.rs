@@ -8,6 +8,7 @@
 //!
 //! Actors never see wire formats and never call RocksDB on their own thread.
 
+pub mod admin;
 pub mod broker;
 pub mod consumer_group;
 pub mod error;

@@ -13,7 +13,6 @@ pub const PROP_TAGS: &str = "TAGS";
 pub const PROP_KEYS: &str = "KEYS";
 pub const PROP_UNIQ_KEY: &str = "UNIQ_KEY";
 pub const PROP_CLUSTER: &str = "CLUSTER";
-pub const PROP_MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
 pub const PROP_DELAY: &str = "DELAY";
 pub const PROP_TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 pub const PROP_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";

@@ -224,32 +224,6 @@ impl Handler<RemoveTopicRoute> for Routes {
     }
 }
 
-pub struct UnregisterBroker {
-    pub broker_name: String,
-    pub broker_id: u64,
-}
-
-impl Message for UnregisterBroker {
-    type Result = ();
-}
-
-impl Handler<UnregisterBroker> for Routes {
-    type Result = ();
-
-    fn handle(&mut self, msg: UnregisterBroker, _: &mut Self::Context) {
-        let empty = match self.brokers.get_mut(&msg.broker_name) {
-            Some(b) => {
-                b.data.addrs.remove(&msg.broker_id);
-                b.data.addrs.is_empty()
-            }
-            None => false,
-        };
-        if empty || msg.broker_id == 0 {
-            self.remove_broker(&msg.broker_name);
-        }
-    }
-}
-
 pub struct GetRoute {
     pub topic: String,
 }

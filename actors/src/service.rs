@@ -241,7 +241,7 @@ impl BrokerContext {
             round_robin: Arc::new(AtomicU64::new(0)),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
-            ctx.create_topic(TopicSpec {
+            ctx.auto_create(TopicSpec {
                 name: model::DEFAULT_TOPIC.into(),
                 read_queues: ctx.settings.default_topic_queues,
                 write_queues: ctx.settings.default_topic_queues,
@@ -310,16 +310,6 @@ impl BrokerContext {
         t.stats.get(queue_id as usize).cloned().ok_or_else(|| {
             BrokerError::InvalidParameter(format!("queueId[{queue_id}] is illegal, topic: {topic}"))
         })
-    }
-
-    pub async fn create_topic(&self, spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
-        model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
-        self.broker
-            .send(CreateTopic {
-                spec,
-                only_if_absent: false,
-            })
-            .await?
     }
 
     pub async fn ensure_group(&self, name: &str) -> BrokerResult<Arc<GroupHandle>> {

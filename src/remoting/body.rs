@@ -2,6 +2,7 @@
 //! everywhere except the stats tables, which Java tools read in fastjson's object-key map form.
 
 use super::command::push_json_str;
+use rocktor_actors::admin::{ConsumeRow, QueueOffsets};
 use rocktor_actors::consumer_group::{ConsumerInfo, GroupConnections, Subscription};
 use rocktor_actors::model::{GroupConfig, TopicConfig};
 use rocktor_actors::routes::{ClusterInfo, RouteData};
@@ -270,28 +271,20 @@ fn mq_key(out: &mut String, broker: &str, queue_id: u32, topic: &str) {
 }
 
 /// TopicStatsTable in fastjson's object-key map form.
-pub fn topic_stats_table(broker: &str, topic: &str, rows: &[(u32, u64, u64, i64)]) -> String {
+pub fn topic_stats_table(broker: &str, topic: &str, queues: &[QueueOffsets]) -> String {
     let mut s = String::from("{\"offsetTable\":{");
-    for (i, (q, min, max, last)) in rows.iter().enumerate() {
+    for (i, q) in queues.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        mq_key(&mut s, broker, *q, topic);
+        mq_key(&mut s, broker, q.queue_id, topic);
         s.push_str(&format!(
-            ":{{\"lastUpdateTimestamp\":{last},\"maxOffset\":{max},\"minOffset\":{min}}}"
+            ":{{\"lastUpdateTimestamp\":{},\"maxOffset\":{},\"minOffset\":{}}}",
+            q.last_store_time, q.max, q.min
         ));
     }
     s.push_str("},\"topicPutTps\":0.0}");
     s
-}
-
-/// One ConsumeStats row: topic, queue, broker offset, consumer offset, last timestamp.
-pub struct ConsumeRow {
-    pub topic: String,
-    pub queue_id: u32,
-    pub broker_offset: u64,
-    pub consumer_offset: i64,
-    pub last_timestamp: i64,
 }
 
 /// ConsumeStats in fastjson's object-key map form.
@@ -356,7 +349,13 @@ mod tests {
 
     #[test]
     fn stats_use_object_keys() {
-        let s = topic_stats_table("b", "T", &[(0, 0, 5, 1)]);
+        let q = QueueOffsets {
+            queue_id: 0,
+            min: 0,
+            max: 5,
+            last_store_time: 1,
+        };
+        let s = topic_stats_table("b", "T", &[q]);
         assert_eq!(
             s,
             "{\"offsetTable\":{{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"T\"}:{\"lastUpdateTimestamp\":1,\"maxOffset\":5,\"minOffset\":0}},\"topicPutTps\":0.0}"

@@ -311,7 +311,7 @@ impl RemotingCommand {
 
     fn write_json_header(&self, out: &mut BytesMut) {
         use std::fmt::Write;
-        let mut s = String::with_capacity(128 + self.ext.len() * 32);
+        let mut s = String::with_capacity(512);
         let _ = write!(s, "{{\"code\":{},\"extFields\":{{", self.code);
         for (i, (k, v)) in self.ext.sorted().into_iter().enumerate() {
             if i > 0 {

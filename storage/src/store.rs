@@ -386,12 +386,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of timer entries not yet delivered (admin and tests).
-    pub fn pending_timers(&self) -> Result<usize> {
-        let timer = self.handle(cf::TIMER)?;
-        Ok(self.db.iterator_cf(timer, IteratorMode::Start).count())
-    }
-
     /// Reads one metadata value.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let meta = self.handle(cf::META)?;

@@ -1,15 +1,13 @@
 //! Admin codes used by mqadmin-style tools — digest §2.7.
 
 use super::{ok, ok_json, HandlerResult};
-use crate::remoting::body::{self, ConsumeRow};
+use crate::remoting::body;
 use crate::remoting::codes::response as rc;
 use crate::remoting::command::RemotingCommand;
 use crate::remoting::errors::HandlerError;
 use crate::remoting::ext::Ext;
-use rocktor_actors::broker::GroupHandle;
-use rocktor_actors::broker::{DeleteGroup, DeleteTopic, UpsertGroup};
-use rocktor_actors::consumer_group::{FindMember, GetConnections, GetOffsets};
-use rocktor_actors::model::{self, PERM_READ, PERM_WRITE};
+use rocktor_actors::consumer_group::{FindMember, GetConnections};
+use rocktor_actors::model::{PERM_READ, PERM_WRITE};
 use rocktor_actors::producers::ListProducers;
 use rocktor_actors::service::ResetTarget;
 use rocktor_actors::{BrokerContext, BrokerError, TopicSpec};
@@ -18,22 +16,11 @@ use std::collections::BTreeMap;
 
 pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
-    let name = e.str("topic")?.to_string();
-    if name == model::DEFAULT_TOPIC || model::NOT_ALLOWED_SEND_TOPICS.contains(&name.as_str()) {
-        return Err(BrokerError::InvalidParameter(format!(
-            "The topic[{name}] is conflict with system topic."
-        ))
-        .into());
-    }
     let queues = |k: &'static str| -> Result<u32, HandlerError> {
         let n = e.opt_i64(k)?.unwrap_or(8);
-        if !(1..=1024).contains(&n) {
-            return Err(
-                BrokerError::InvalidParameter(format!("{k} {n} is out of range 1..1024")).into(),
-            );
-        }
-        Ok(n as u32)
+        Ok(n.clamp(0, u32::MAX as i64) as u32)
     };
+    // `attributes` arrives as "+key=value,+key2=value2".
     let mut attributes = BTreeMap::new();
     if let Some(a) = e.opt_str("attributes") {
         for item in a.split(',').filter(|s| !s.is_empty()) {
@@ -43,6 +30,7 @@ pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
         }
     }
     let spec = TopicSpec {
+        name: e.str("topic")?.to_string(),
         read_queues: queues("readQueueNums")?,
         write_queues: queues("writeQueueNums")?,
         perm: e
@@ -52,23 +40,13 @@ pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
         topic_sys_flag: e.opt_i64("topicSysFlag")?.unwrap_or(0) as i32,
         order: e.bool("order").unwrap_or(false),
         attributes,
-        name,
     };
     b.create_topic(spec).await?;
     ok(req)
 }
 
 pub async fn delete_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
-    let name = Ext::of(req).str("topic")?.to_string();
-    if name == model::DEFAULT_TOPIC {
-        return Err(
-            BrokerError::InvalidParameter("The topic TBW102 is a system topic.".into()).into(),
-        );
-    }
-    b.broker
-        .send(DeleteTopic { name })
-        .await
-        .map_err(BrokerError::from)??;
+    b.delete_topic(Ext::of(req).str("topic")?).await?;
     ok(req)
 }
 
@@ -96,23 +74,7 @@ pub async fn topic_config(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
 
 pub async fn topic_stats(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let name = Ext::of(req).str("topic")?;
-    let t = b
-        .topic(name)
-        .ok_or_else(|| BrokerError::TopicNotExist(name.to_string()))?;
-    let rows: Vec<(u32, u64, u64, i64)> = t
-        .stats
-        .iter()
-        .enumerate()
-        .map(|(q, s)| {
-            (
-                q as u32,
-                s.min(),
-                s.max(),
-                s.last_store_time.load(std::sync::atomic::Ordering::Acquire),
-            )
-        })
-        .collect();
-    let body = body::topic_stats_table(&b.settings.broker_name, name, &rows);
+    let body = body::topic_stats_table(&b.settings.broker_name, name, &b.queue_offsets(name)?);
     Ok(Some(
         RemotingCommand::response_to(req, 0).with_body(body.into_bytes()),
     ))
@@ -123,11 +85,7 @@ pub async fn upsert_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
         serde_json::from_slice(&req.body).map_err(|e| HandlerError::BadBody(e.to_string()))?;
     let config = body::parse_group_config(&v)
         .ok_or_else(|| HandlerError::BadBody("groupName is missing".into()))?;
-    model::validate_group(&config.name).map_err(BrokerError::InvalidParameter)?;
-    b.broker
-        .send(UpsertGroup { config })
-        .await
-        .map_err(BrokerError::from)??;
+    b.upsert_group(config).await?;
     ok(req)
 }
 
@@ -182,46 +140,8 @@ pub async fn runtime_info(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
 
 pub async fn consume_stats(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
-    let group_name = e.str("consumerGroup")?;
-    let only_topic = e
-        .opt_str("topic")
-        .filter(|t| !t.is_empty())
-        .map(str::to_string);
-    let g = b
-        .group(group_name)
-        .ok_or_else(|| BrokerError::GroupNotExist(group_name.to_string()))?;
-    let offsets = g
-        .addr
-        .send(GetOffsets {
-            topic: only_topic.clone(),
-        })
-        .await
-        .map_err(BrokerError::from)?;
-    let mut topics: Vec<String> = offsets.iter().map(|(t, _, _)| t.clone()).collect();
-    topics.extend(g.view.load().subscriptions.keys().cloned());
-    if let Some(t) = &only_topic {
-        topics.retain(|x| x == t);
-    }
-    topics.sort();
-    topics.dedup();
-    let mut rows = Vec::new();
-    for topic in topics {
-        let Some(t) = b.topic(&topic) else { continue };
-        for (q, s) in t.stats.iter().enumerate() {
-            let committed = offsets
-                .iter()
-                .find(|(tt, qq, _)| *tt == topic && *qq == q as u32)
-                .map(|(_, _, o)| *o)
-                .unwrap_or(0);
-            rows.push(ConsumeRow {
-                topic: topic.clone(),
-                queue_id: q as u32,
-                broker_offset: s.max(),
-                consumer_offset: committed,
-                last_timestamp: s.last_store_time.load(std::sync::atomic::Ordering::Acquire),
-            });
-        }
-    }
+    let topic = e.opt_str("topic").filter(|t| !t.is_empty());
+    let rows = b.consume_stats(e.str("consumerGroup")?, topic).await?;
     let body = body::consume_stats(&b.settings.broker_name, &rows);
     Ok(Some(
         RemotingCommand::response_to(req, 0).with_body(body.into_bytes()),
@@ -271,13 +191,7 @@ pub async fn delete_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
     let e = Ext::of(req);
     let name = e.str("groupName")?.to_string();
     let clean_offsets = e.bool("cleanOffset").unwrap_or(false);
-    b.broker
-        .send(DeleteGroup {
-            name,
-            clean_offsets,
-        })
-        .await
-        .map_err(BrokerError::from)??;
+    b.delete_group(&name, clean_offsets).await?;
     ok(req)
 }
 
@@ -296,87 +210,35 @@ pub async fn producer_connections(b: &BrokerContext, req: &RemotingCommand) -> H
     ok_json(req, &json!({ "connectionSet": conns }))
 }
 
-/// Topics a group consumes: its subscriptions and the topics it committed offsets for.
-async fn group_topics(b: &BrokerContext, group: &GroupHandle) -> Result<Vec<String>, BrokerError> {
-    let offsets = group.addr.send(GetOffsets { topic: None }).await?;
-    let mut topics: Vec<String> = offsets.into_iter().map(|(t, _, _)| t).collect();
-    topics.extend(group.view.load().subscriptions.keys().cloned());
-    topics.retain(|t| b.topic(t).is_some());
-    topics.sort();
-    topics.dedup();
-    Ok(topics)
-}
-
-/// QUERY_TOPIC_CONSUME_BY_WHO (300): the groups that consume a topic.
 pub async fn groups_of_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
-    let topic = Ext::of(req).str("topic")?;
-    let groups: Vec<_> = b.registry.load().groups.values().cloned().collect();
-    let mut names = Vec::new();
-    for g in groups {
-        if group_topics(b, &g).await?.iter().any(|t| t == topic) {
-            names.push(g.config.name.clone());
-        }
-    }
-    names.sort();
-    ok_json(req, &json!({ "groupList": names }))
+    let groups = b.groups_of_topic(Ext::of(req).str("topic")?).await?;
+    ok_json(req, &json!({ "groupList": groups }))
 }
 
-/// QUERY_TOPICS_BY_CONSUMER (343): the topics a group consumes.
 pub async fn topics_of_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
-    let name = Ext::of(req).str("group")?;
-    let g = b
-        .group(name)
-        .ok_or_else(|| BrokerError::GroupNotExist(name.to_string()))?;
-    let topics = group_topics(b, &g).await?;
+    let topics = b.topics_of_group(Ext::of(req).str("group")?).await?;
     ok_json(
         req,
         &json!({ "topicList": topics, "brokerAddr": b.settings.broker_addr.to_string() }),
     )
 }
 
-/// QUERY_CONSUME_TIME_SPAN (303): per queue, the oldest and newest store times and the store
-/// time of the last consumed message.
 pub async fn consume_time_span(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
-    let (topic, group) = (e.str("topic")?, e.str("group")?);
-    let t = b
-        .topic(topic)
-        .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
-    let offsets = match b.group(group) {
-        Some(g) => g
-            .addr
-            .send(GetOffsets {
-                topic: Some(topic.to_string()),
+    let topic = e.str("topic")?;
+    let spans: Vec<Value> = b
+        .consume_time_span(topic, e.str("group")?)
+        .await?
+        .iter()
+        .map(|s| {
+            json!({
+                "messageQueue": {"topic": topic, "brokerName": b.settings.broker_name, "queueId": s.queue_id},
+                "minTimeStamp": s.min_timestamp, "maxTimeStamp": s.max_timestamp,
+                "consumeTimeStamp": s.consume_timestamp,
+                "delayTime": (s.max_timestamp - s.consume_timestamp).max(0),
             })
-            .await
-            .map_err(BrokerError::from)?,
-        None => Vec::new(),
-    };
-    let mut spans = Vec::new();
-    for (q, stats) in t.stats.iter().enumerate() {
-        let q = q as u32;
-        let min_ts = b.earliest_store_time(topic, q).await?;
-        let max_ts = stats
-            .last_store_time
-            .load(std::sync::atomic::Ordering::Acquire);
-        let consumed = offsets
-            .iter()
-            .find(|(_, qq, _)| *qq == q)
-            .map(|(_, _, o)| *o)
-            .unwrap_or(0);
-        let consume_ts = if consumed > stats.min() as i64 && consumed > 0 {
-            b.store_time_at(topic, q, consumed as u64 - 1)
-                .await?
-                .unwrap_or(min_ts)
-        } else {
-            min_ts
-        };
-        spans.push(json!({
-            "messageQueue": {"topic": topic, "brokerName": b.settings.broker_name, "queueId": q},
-            "minTimeStamp": min_ts, "maxTimeStamp": max_ts, "consumeTimeStamp": consume_ts,
-            "delayTime": (max_ts - consume_ts).max(0),
-        }));
-    }
+        })
+        .collect();
     ok_json(req, &json!({ "consumeTimeSpanSet": spans }))
 }
 
