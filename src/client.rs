@@ -54,6 +54,7 @@ impl RemotingClient {
             let mut buf = BytesMut::new();
             while let Some(first) = rx.recv().await {
                 buf.extend_from_slice(&first);
+                tokio::task::yield_now().await;
                 while let Ok(more) = rx.try_recv() {
                     buf.extend_from_slice(&more);
                     if buf.len() > 1 << 20 {

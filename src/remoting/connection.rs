@@ -138,6 +138,9 @@ async fn write_loop(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         buf.extend_from_slice(&first);
+        // Let the other answers completed in this round queue up first: one write for many
+        // answers (measured: a write per 1.8 answers without this).
+        tokio::task::yield_now().await;
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
                 Ok(more) => buf.extend_from_slice(&more),
