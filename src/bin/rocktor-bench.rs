@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rocktor::client::{request, RemotingClient};
-use rocktor::remoting::command::RemotingCommand;
+use rocktor::remoting::command::{check_frame, OUR_VERSION};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +74,9 @@ struct Args {
     /// Messages per pull.
     #[arg(long, default_value_t = 32)]
     pull_batch: u32,
+    /// Worker threads of the generator (one keeps it off the broker's cores when both share a box).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -160,26 +163,49 @@ async fn create_topic(ns: &RemotingClient, topic: &str, queues: u32) -> Result<(
     Ok(())
 }
 
-fn send_request(topic: &str, queue_id: u32, body: Vec<u8>) -> RemotingCommand {
-    let mut cmd = request(
-        310,
-        &[
-            ("a", "rocktor_bench_producer".into()),
-            ("b", topic.to_string()),
-            ("c", "TBW102".into()),
-            ("d", "4".into()),
-            ("e", queue_id.to_string()),
-            ("f", "0".into()),
-            ("g", (now_us() / 1000).to_string()),
-            ("h", "0".into()),
-            ("i", "WAIT\u{1}true\u{2}".into()),
-            ("j", "0".into()),
-            ("k", "false".into()),
-            ("m", "false".into()),
-        ],
+/// Appends one SEND_MESSAGE_V2 frame (JSON header, as the Java client sends it) to `out`. Written
+/// by hand so that the generator spends its CPU on the broker, not on building requests.
+fn encode_send(out: &mut Vec<u8>, topic: &str, queue_id: u32, opaque: i32, size: usize) {
+    use std::io::Write;
+    let sent_us = now_us();
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]); // frame length and header word, patched below
+    let _ = write!(
+        out,
+        "{{\"code\":310,\"extFields\":{{\"a\":\"rocktor_bench_producer\",\"b\":\"{topic}\",\"c\":\"TBW102\",\"d\":\"4\",\
+         \"e\":\"{queue_id}\",\"f\":\"0\",\"g\":\"{}\",\"h\":\"0\",\"i\":\"WAIT\\u0001true\\u0002\",\"j\":\"0\",\
+         \"k\":\"false\",\"m\":\"false\"}},\"flag\":0,\"language\":\"JAVA\",\"opaque\":{opaque},\
+         \"serializeTypeCurrentRPC\":\"JSON\",\"version\":{OUR_VERSION}}}",
+        sent_us / 1000
     );
-    cmd.body = body.into();
-    cmd
+    let header_len = out.len() - start - 8;
+    let size = size.max(16);
+    out.extend_from_slice(MARK);
+    out.extend_from_slice(&sent_us.to_be_bytes());
+    out.resize(out.len() + size - 16, b'x');
+    let total = (4 + header_len + size) as u32;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
+}
+
+/// The two fields of a response header the generator needs; serde skips the rest unallocated.
+#[derive(serde::Deserialize)]
+struct ResponseHead {
+    code: i32,
+    opaque: i32,
+}
+
+/// Code and opaque of one response frame (JSON or binary header).
+fn response_head(frame: &[u8]) -> Option<ResponseHead> {
+    let word = u32::from_be_bytes(frame.get(4..8)?.try_into().ok()?);
+    let header = frame.get(8..8 + (word & 0xFF_FFFF) as usize)?;
+    match word >> 24 {
+        0 => serde_json::from_slice(header).ok(),
+        _ => Some(ResponseHead {
+            code: i16::from_be_bytes(header.get(0..2)?.try_into().ok()?) as i32,
+            opaque: i32::from_be_bytes(header.get(5..9)?.try_into().ok()?),
+        }),
+    }
 }
 
 #[derive(Default)]
@@ -198,69 +224,138 @@ struct Shared {
     last_receive: Mutex<Option<Instant>>,
 }
 
+/// Claims one message of the `--count` budget (always granted without one).
+fn claim(args: &Args, shared: &Shared) -> bool {
+    match args.count {
+        Some(limit) => shared.totals.sent.fetch_add(1, Ordering::Relaxed) < limit,
+        None => true,
+    }
+}
+
+/// One producer connection: keeps up to `--inflight` sends outstanding (or paces them at its
+/// share of `--rate`), matches answers by opaque, records send latency.
+async fn produce_on(
+    addr: SocketAddr,
+    p: usize,
+    args: Arc<Args>,
+    queues: u32,
+    shared: Arc<Shared>,
+    deadline: Instant,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let window = args.inflight.max(1);
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.producers as f64 / r.max(1) as f64));
+    let mut next_due = Instant::now() + interval.map(|iv| iv.mul_f64(p as f64 / args.producers as f64)).unwrap_or_default();
+    // Outstanding sends by slot; a request's opaque names its slot (`opaque % window`), and
+    // answers may come back in any order.
+    let mut sent_at: Vec<Option<(i32, Instant)>> = vec![None; window];
+    let mut free: Vec<usize> = (0..window).rev().collect();
+    let (mut round, mut outstanding, mut q) = (1i32, 0usize, p as u32);
+    let (mut wbuf, mut rbuf) = (Vec::with_capacity(64 * 1024), bytes::BytesMut::with_capacity(256 * 1024));
+    let mut local = hist();
+    let mut stopping = false;
+    loop {
+        let now = Instant::now();
+        stopping |= now >= deadline;
+        while !stopping && interval.is_none_or(|_| next_due <= now) {
+            let Some(&slot) = free.last() else { break };
+            if !claim(&args, &shared) {
+                stopping = true;
+                break;
+            }
+            free.pop();
+            let opaque = (round % (i32::MAX / window as i32)) * window as i32 + slot as i32;
+            round += 1;
+            encode_send(&mut wbuf, &args.topic, q % queues, opaque, args.size);
+            sent_at[slot] = Some((opaque, Instant::now()));
+            q = q.wrapping_add(1);
+            outstanding += 1;
+            if let Some(iv) = interval {
+                next_due += iv;
+            }
+        }
+        if !wbuf.is_empty() {
+            wr.write_all(&wbuf).await.map_err(|e| format!("send to {addr}: {e}"))?;
+            wbuf.clear();
+        }
+        if stopping && outstanding == 0 {
+            break;
+        }
+        let pace = interval.filter(|_| !stopping && outstanding < window).map(|_| next_due);
+        let read = async {
+            match tokio::time::timeout(TIMEOUT, rd.read_buf(&mut rbuf)).await {
+                Ok(Ok(0)) => Err("connection closed".to_string()),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer in {TIMEOUT:?}")),
+            }
+        };
+        let got = match pace {
+            Some(due) => tokio::select! {
+                r = read => Some(r),
+                _ = tokio::time::sleep_until(due.into()) => None,
+            },
+            None => Some(read.await),
+        };
+        if let Some(Err(e)) = got {
+            shared.totals.failed.fetch_add(outstanding as u64, Ordering::Relaxed);
+            return Err(format!("producer connection to {addr}: {e}"));
+        }
+        while let Ok(Some(n)) = check_frame(&rbuf) {
+            let frame = rbuf.split_to(n);
+            let Some(head) = response_head(&frame) else {
+                return Err(format!("bad response frame from {addr}"));
+            };
+            let slot = head.opaque.max(0) as usize % window;
+            let at = match sent_at[slot] {
+                Some((opaque, at)) if opaque == head.opaque => at,
+                _ => continue, // not one of ours (e.g. a request from the broker)
+            };
+            sent_at[slot] = None;
+            free.push(slot);
+            outstanding -= 1;
+            if head.code == 0 {
+                let _ = local.record(at.elapsed().as_micros().max(1) as u64);
+                if args.count.is_none() {
+                    shared.totals.sent.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                shared.totals.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if check_frame(&rbuf).is_err() {
+            return Err(format!("bad frame from {addr}"));
+        }
+        rbuf.reserve(64 * 1024);
+    }
+    if let Ok(mut h) = shared.send_lat.lock() {
+        let _ = h.add(&local);
+    }
+    Ok(())
+}
+
 async fn produce(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<Duration, String> {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    let senders = (args.producers * args.inflight).max(1) as u64;
-    let interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
     let mut tasks = Vec::new();
     for p in 0..args.producers {
         let (_, addr) = route.brokers[p % route.brokers.len()];
-        let (client, _) = RemotingClient::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        for k in 0..args.inflight {
-            let (client, args, shared) = (client.clone(), args.clone(), shared.clone());
-            let queues = route.write_queues;
-            let start_q = (p * args.inflight + k) as u32;
-            tasks.push(tokio::spawn(async move {
-                let mut local = hist();
-                let mut i = 0u32;
-                let mut next = Instant::now()
-                    + interval
-                        .map(|iv| iv.mul_f64(k as f64 / args.inflight as f64))
-                        .unwrap_or_default();
-                while Instant::now() < deadline {
-                    if let Some(limit) = args.count {
-                        if shared.totals.sent.fetch_add(1, Ordering::Relaxed) >= limit {
-                            break;
-                        }
-                    }
-                    if let Some(iv) = interval {
-                        tokio::time::sleep_until(next.into()).await;
-                        next += iv;
-                    }
-                    let mut body = vec![b'x'; args.size.max(16)];
-                    body[..8].copy_from_slice(MARK);
-                    body[8..16].copy_from_slice(&now_us().to_be_bytes());
-                    let q = (start_q + i) % queues;
-                    i = i.wrapping_add(1);
-                    let t = Instant::now();
-                    match client
-                        .call(send_request(&args.topic, q, body), TIMEOUT)
-                        .await
-                    {
-                        Ok(_) => {
-                            let _ = local.record(t.elapsed().as_micros().max(1) as u64);
-                            if args.count.is_none() {
-                                shared.totals.sent.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Err(_) => {
-                            shared.totals.failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                if let Ok(mut h) = shared.send_lat.lock() {
-                    let _ = h.add(&local);
-                }
-            }));
-        }
+        let (args, shared) = (args.clone(), shared.clone());
+        tasks.push(tokio::spawn(produce_on(addr, p, args, route.write_queues, shared, deadline)));
     }
     for t in tasks {
-        let _ = t.await;
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("rocktor-bench: {e}"),
+            Err(e) => eprintln!("rocktor-bench: producer task: {e}"),
+        }
     }
     if let Some(limit) = args.count {
         // The counter over-counts by the senders that stopped at the limit.
@@ -473,6 +568,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let json_path = args.json.clone();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
         .enable_all()
         .build()
     {
