@@ -17,7 +17,7 @@ fn send_request(binary: bool) -> RemotingCommand {
         ("g", "1700000000000"), ("h", "0"), ("i", "TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}7F0000010001000000000000000000AB\u{2}WAIT\u{1}true\u{2}"),
         ("j", "0"), ("k", "false"), ("m", "false"),
     ] {
-        cmd.ext.insert(k.into(), v.into());
+        cmd.ext.insert(k, v);
     }
     if binary {
         cmd.serialize_type = SerializeType::RocketMq;

@@ -253,7 +253,7 @@ async fn auto_create_batch_and_long_polling() {
         .collect();
     let mut batch = send_v2("AutoTopic", 1, &encode_batch(&items), "");
     batch.code = 320;
-    batch.ext.insert("m".into(), "true".into());
+    batch.ext.insert("m", "true");
     let r = c.call(batch, TIMEOUT).await.unwrap();
     assert_eq!(r.ext["msgId"].split(',').count(), 5);
     assert_eq!(r.ext["queueOffset"], "0");
@@ -820,7 +820,7 @@ async fn sql92_filters_on_the_broker_and_rejects_bad_expressions() {
     }
     let sql_pull = |expr: &str| {
         let mut r = pull_req("G", "SqlTopic", 0, 0, 32, None, Some(expr));
-        r.ext.insert("expressionType".into(), "SQL92".into());
+        r.ext.insert("expressionType", "SQL92");
         r
     };
     let r = c

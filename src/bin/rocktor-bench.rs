@@ -252,13 +252,19 @@ async fn produce_on(
     let interval = args
         .rate
         .map(|r| Duration::from_secs_f64(args.producers as f64 / r.max(1) as f64));
-    let mut next_due = Instant::now() + interval.map(|iv| iv.mul_f64(p as f64 / args.producers as f64)).unwrap_or_default();
+    let mut next_due = Instant::now()
+        + interval
+            .map(|iv| iv.mul_f64(p as f64 / args.producers as f64))
+            .unwrap_or_default();
     // Outstanding sends by slot; a request's opaque names its slot (`opaque % window`), and
     // answers may come back in any order.
     let mut sent_at: Vec<Option<(i32, Instant)>> = vec![None; window];
     let mut free: Vec<usize> = (0..window).rev().collect();
     let (mut round, mut outstanding, mut q) = (1i32, 0usize, p as u32);
-    let (mut wbuf, mut rbuf) = (Vec::with_capacity(64 * 1024), bytes::BytesMut::with_capacity(256 * 1024));
+    let (mut wbuf, mut rbuf) = (
+        Vec::with_capacity(64 * 1024),
+        bytes::BytesMut::with_capacity(256 * 1024),
+    );
     let mut local = hist();
     let mut stopping = false;
     loop {
@@ -282,13 +288,17 @@ async fn produce_on(
             }
         }
         if !wbuf.is_empty() {
-            wr.write_all(&wbuf).await.map_err(|e| format!("send to {addr}: {e}"))?;
+            wr.write_all(&wbuf)
+                .await
+                .map_err(|e| format!("send to {addr}: {e}"))?;
             wbuf.clear();
         }
         if stopping && outstanding == 0 {
             break;
         }
-        let pace = interval.filter(|_| !stopping && outstanding < window).map(|_| next_due);
+        let pace = interval
+            .filter(|_| !stopping && outstanding < window)
+            .map(|_| next_due);
         let read = async {
             match tokio::time::timeout(TIMEOUT, rd.read_buf(&mut rbuf)).await {
                 Ok(Ok(0)) => Err("connection closed".to_string()),
@@ -305,7 +315,10 @@ async fn produce_on(
             None => Some(read.await),
         };
         if let Some(Err(e)) = got {
-            shared.totals.failed.fetch_add(outstanding as u64, Ordering::Relaxed);
+            shared
+                .totals
+                .failed
+                .fetch_add(outstanding as u64, Ordering::Relaxed);
             return Err(format!("producer connection to {addr}: {e}"));
         }
         while let Ok(Some(n)) = check_frame(&rbuf) {
@@ -348,7 +361,14 @@ async fn produce(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
     for p in 0..args.producers {
         let (_, addr) = route.brokers[p % route.brokers.len()];
         let (args, shared) = (args.clone(), shared.clone());
-        tasks.push(tokio::spawn(produce_on(addr, p, args, route.write_queues, shared, deadline)));
+        tasks.push(tokio::spawn(produce_on(
+            addr,
+            p,
+            args,
+            route.write_queues,
+            shared,
+            deadline,
+        )));
     }
     for t in tasks {
         match t.await {

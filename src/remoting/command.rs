@@ -4,8 +4,9 @@
 //! Decoding is two steps, as in mini-redis: `check_frame` looks only at lengths and says how
 //! many bytes the next frame takes; `decode_frame` then parses exactly that frame.
 
-use super::ext_fields::{ExtFields, LenientString};
+use super::ext_fields::ExtFields;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use compact_str::CompactString;
 
 /// Largest frame we accept (Apache's `frameMaxLength` default).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -109,22 +110,8 @@ pub fn decode_frame(mut frame: Bytes) -> Result<RemotingCommand, FrameError> {
     Ok(cmd)
 }
 
-/// The JSON header as the clients write it; every scalar is read leniently (numbers may be
-/// strings and the other way round, `language` a name or an ordinal, fields absent or null).
-#[derive(serde::Deserialize)]
-struct JsonHeader {
-    code: Option<LenientString>,
-    language: Option<LenientString>,
-    version: Option<LenientString>,
-    opaque: Option<LenientString>,
-    flag: Option<LenientString>,
-    remark: Option<LenientString>,
-    #[serde(rename = "extFields", default)]
-    ext: ExtFields,
-}
-
-fn lenient_i32(v: Option<LenientString>) -> Option<i32> {
-    let s = v?.0?;
+fn lenient_i32(v: Option<CompactString>) -> Option<i32> {
+    let s = v?;
     let t = s.trim();
     t.parse::<i32>()
         .ok()
@@ -149,13 +136,12 @@ fn language_code(name: &str) -> u8 {
 }
 
 fn decode_json_header(h: &[u8]) -> Result<RemotingCommand, FrameError> {
-    let j: JsonHeader =
-        serde_json::from_slice(h).map_err(|e| FrameError::BadHeader(e.to_string()))?;
+    let j = super::json_header::parse(h).map_err(FrameError::BadHeader)?;
     let code = lenient_i32(j.code).ok_or_else(|| FrameError::BadHeader("missing code".into()))?;
-    let language = match j.language.and_then(|l| l.0) {
+    let language = match j.language {
         Some(l) => match l.parse::<u8>() {
             Ok(n) => language_name(n),
-            Err(_) => l,
+            Err(_) => l.into_string(),
         },
         None => "JAVA".to_string(),
     };
@@ -165,7 +151,7 @@ fn decode_json_header(h: &[u8]) -> Result<RemotingCommand, FrameError> {
         version: lenient_i32(j.version).unwrap_or(0),
         opaque: lenient_i32(j.opaque).unwrap_or(0),
         flag: lenient_i32(j.flag).unwrap_or(0),
-        remark: j.remark.and_then(|r| r.0),
+        remark: j.remark.map(CompactString::into_string),
         ext: j.ext,
         body: Bytes::new(),
         serialize_type: SerializeType::Json,
@@ -275,8 +261,9 @@ impl RemotingCommand {
         self
     }
 
-    pub fn with_ext(mut self, k: &str, v: impl ToString) -> Self {
-        self.ext.insert(k.to_string(), v.to_string());
+    pub fn with_ext(mut self, k: &str, v: impl std::fmt::Display) -> Self {
+        use compact_str::ToCompactString;
+        self.ext.insert(k, v.to_compact_string());
         self
     }
 
@@ -407,7 +394,7 @@ mod tests {
     #[test]
     fn json_round_trip() {
         let mut cmd = RemotingCommand::request(10, 42).with_body(&b"body"[..]);
-        cmd.ext.insert("topic".into(), "T\"x\u{1}".into());
+        cmd.ext.insert("topic", "T\"x\u{1}");
         cmd.remark = Some("hi".into());
         let f = frame_of(&cmd);
         assert_eq!(check_frame(&f).unwrap(), Some(f.len()));
@@ -418,7 +405,7 @@ mod tests {
     fn binary_round_trip() {
         let mut cmd = RemotingCommand::request(11, 7);
         cmd.serialize_type = SerializeType::RocketMq;
-        cmd.ext.insert("queueId".into(), "3".into());
+        cmd.ext.insert("queueId", "3");
         cmd.language = "GO".into();
         let f = frame_of(&cmd);
         assert_eq!(decode_frame(f).unwrap(), cmd);
@@ -497,7 +484,7 @@ mod fuzz {
             binary in any::<bool>(),
         ) {
             let mut cmd = RemotingCommand::request(10, 5).with_body(&b"payload"[..]);
-            cmd.ext.insert("topic".into(), "T".into());
+            cmd.ext.insert("topic", "T");
             cmd.remark = Some("r".into());
             if binary { cmd.serialize_type = SerializeType::RocketMq; }
             let mut b = BytesMut::new();

@@ -24,9 +24,7 @@ impl<'a> Ext<'a> {
 
     /// The first of `names` present (SEND_MESSAGE_V2 uses one-letter aliases).
     fn raw(&self, names: &[&'static str]) -> Option<&'a str> {
-        names
-            .iter()
-            .find_map(|n| self.cmd.ext.get(n).map(String::as_str))
+        names.iter().find_map(|n| self.cmd.ext.get(n))
     }
 
     pub fn opt_str(&self, name: &'static str) -> Option<&'a str> {
@@ -96,7 +94,7 @@ mod tests {
             ("d", " 7 "),
             ("e", "1.0"),
         ] {
-            cmd.ext.insert(k.into(), v.into());
+            cmd.ext.insert(k, v);
         }
         let e = Ext::of(&cmd);
         assert_eq!(e.bool("a"), Some(true));

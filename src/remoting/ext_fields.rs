@@ -1,11 +1,15 @@
 //! `ExtFields`: a request's extFields as a small vector map. Headers carry at most a couple
-//! dozen keys, so a linear scan beats hashing, and decoding allocates one vector, not a table.
+//! dozen keys, so a linear scan beats hashing, and decoding allocates one vector, not a table;
+//! keys and values up to 24 bytes live inline (`CompactString`), so most fields allocate nothing.
 
+use compact_str::CompactString;
+#[cfg(test)]
 use serde::de::{Deserializer, MapAccess, Visitor};
+#[cfg(test)]
 use std::fmt;
 
 #[derive(Debug, Clone, Default)]
-pub struct ExtFields(Vec<(String, String)>);
+pub struct ExtFields(Vec<(CompactString, CompactString)>);
 
 impl ExtFields {
     pub fn new() -> Self {
@@ -16,24 +20,29 @@ impl ExtFields {
         ExtFields(Vec::with_capacity(n))
     }
 
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets `key`; a later value replaces an earlier one (Java decodes into a map, last wins).
-    pub fn insert(&mut self, key: String, value: String) {
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
+        let (key, value) = (key.into(), value.into());
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.0.push((key, value)),
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Pairs sorted by key (fastjson writes keys sorted).
-    pub fn sorted(&self) -> Vec<(&String, &String)> {
+    pub fn sorted(&self) -> Vec<(&str, &str)> {
         let mut v: Vec<_> = self.iter().collect();
         v.sort();
         v
@@ -49,18 +58,26 @@ impl PartialEq for ExtFields {
 impl Eq for ExtFields {}
 
 impl std::ops::Index<&str> for ExtFields {
-    type Output = String;
+    type Output = CompactString;
 
     /// An absent key reads as the empty string (tests compare values; nothing panics).
-    fn index(&self, key: &str) -> &String {
-        static EMPTY: String = String::new();
-        self.get(key).unwrap_or(&EMPTY)
+    fn index(&self, key: &str) -> &CompactString {
+        static EMPTY: CompactString = CompactString::const_new("");
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or(&EMPTY)
     }
 }
 
-/// A JSON scalar as the string Java's `toString()` would give; null is absent.
+/// A JSON scalar as the string Java's `toString()` would give; null is absent. Only the tests
+/// still read headers through serde: it is the reference the hand-written decoder must match.
+#[cfg(test)]
 pub(crate) struct LenientString(pub Option<String>);
 
+#[cfg(test)]
 impl<'de> serde::Deserialize<'de> for LenientString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -113,6 +130,7 @@ impl<'de> serde::Deserialize<'de> for LenientString {
     }
 }
 
+#[cfg(test)]
 impl<'de> serde::Deserialize<'de> for ExtFields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

@@ -10,5 +10,6 @@ pub mod errors;
 pub mod ext;
 pub mod ext_fields;
 pub mod handlers;
+mod json_header;
 pub mod message;
 pub mod server;
