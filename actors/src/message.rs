@@ -38,17 +38,27 @@ pub fn delay_of_level(level: i32) -> i64 {
 /// When a message asks to be delivered, if later than now: a delay level (`DELAY`), the 5.x
 /// timer properties, or Aliyun ONS's `__STARTDELIVERTIME` (absolute epoch ms).
 pub fn due_time(props: &str, now_ms: i64) -> Option<i64> {
-    let num = |k: &str| properties::get(props, k).and_then(|v| v.trim().parse::<i64>().ok());
-    let due = if let Some(level) = num(PROP_DELAY).filter(|l| *l > 0) {
+    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver] = properties::lookup(
+        props,
+        [
+            PROP_DELAY,
+            PROP_TIMER_DELIVER_MS,
+            PROP_TIMER_DELAY_SEC,
+            PROP_TIMER_DELAY_MS,
+            PROP_START_DELIVER_TIME,
+        ],
+    )
+    .map(|v| v.and_then(|v| v.trim().parse::<i64>().ok()));
+    let due = if let Some(level) = delay.filter(|l| *l > 0) {
         now_ms + delay_of_level(level as i32)
-    } else if let Some(at) = num(PROP_TIMER_DELIVER_MS) {
+    } else if let Some(at) = deliver_ms {
         at
-    } else if let Some(s) = num(PROP_TIMER_DELAY_SEC) {
+    } else if let Some(s) = delay_sec {
         now_ms + s.saturating_mul(1000)
-    } else if let Some(ms) = num(PROP_TIMER_DELAY_MS) {
+    } else if let Some(ms) = delay_ms {
         now_ms + ms
     } else {
-        num(PROP_START_DELIVER_TIME)?
+        start_deliver?
     };
     (due > now_ms).then_some(due)
 }
@@ -144,10 +154,9 @@ pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
 /// The consume-queue tag code (Java hash of TAGS, 0 without a tag) and the space-separated
 /// KEYS a message is indexed under.
 fn tag_hash_and_keys(props: &str) -> (i64, Vec<String>) {
-    let tag_hash = properties::get(props, PROP_TAGS)
-        .map(|t| java_hash(t) as i64)
-        .unwrap_or(0);
-    let keys = properties::get(props, PROP_KEYS)
+    let [tags, keys] = properties::lookup(props, [PROP_TAGS, PROP_KEYS]);
+    let tag_hash = tags.map(|t| java_hash(t) as i64).unwrap_or(0);
+    let keys = keys
         .map(|k| {
             k.split(' ')
                 .filter(|s| !s.is_empty())
@@ -183,7 +192,9 @@ pub fn prepare(
     store_host: SocketAddr,
 ) -> Result<PreparedMessage, BrokerError> {
     let mut props = msg.properties;
-    let uniq_key = match properties::get(&props, PROP_UNIQ_KEY) {
+    let [uniq, has_cluster] = properties::lookup(&props, [PROP_UNIQ_KEY, PROP_CLUSTER]);
+    let has_cluster = has_cluster.is_some();
+    let uniq_key = match uniq {
         Some(k) => k.to_string(),
         None => {
             let k = new_uniq_key(store_host);
@@ -191,7 +202,7 @@ pub fn prepare(
             k
         }
     };
-    if properties::get(&props, PROP_CLUSTER).is_none() {
+    if !has_cluster {
         properties::push(&mut props, PROP_CLUSTER, cluster);
     }
     if props.len() > MAX_PROPERTIES {
@@ -224,7 +235,9 @@ pub fn new_uniq_key(host: SocketAddr) -> String {
         std::net::IpAddr::V4(ip) => b.extend_from_slice(&ip.octets()),
         std::net::IpAddr::V6(ip) => b.extend_from_slice(&ip.octets()[12..]),
     }
-    b.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
+    // Read once: `process::id` is a system call, and this runs per message.
+    static PID: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    b.extend_from_slice(&PID.get_or_init(|| std::process::id() as u16).to_be_bytes());
     b.extend_from_slice(&0x524f_434bu32.to_be_bytes()); // "ROCK"
     let now = crate::now_ms();
     b.extend_from_slice(&((now % (31 * 86_400_000)) as u32).to_be_bytes());

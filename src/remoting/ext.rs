@@ -13,6 +13,12 @@ pub enum FieldError {
     NotNumber(&'static str, String),
 }
 
+/// The name an error reports: the long one of a field's aliases (SEND_MESSAGE_V2 uses one-letter
+/// names, whichever order a handler looks them up in).
+fn label(names: &[&'static str]) -> &'static str {
+    names.iter().copied().max_by_key(|n| n.len()).unwrap_or("")
+}
+
 pub struct Ext<'a> {
     cmd: &'a RemotingCommand,
 }
@@ -36,7 +42,7 @@ impl<'a> Ext<'a> {
     }
 
     pub fn str_any(&self, names: &[&'static str]) -> Result<&'a str, FieldError> {
-        self.raw(names).ok_or(FieldError::Missing(names[0]))
+        self.raw(names).ok_or(FieldError::Missing(label(names)))
     }
 
     pub fn opt_i64_any(&self, names: &[&'static str]) -> Result<Option<i64>, FieldError> {
@@ -48,13 +54,13 @@ impl<'a> Ext<'a> {
                 .parse::<i64>()
                 .or_else(|_| s.trim().parse::<f64>().map(|f| f as i64))
                 .map(Some)
-                .map_err(|_| FieldError::NotNumber(names[0], s.to_string())),
+                .map_err(|_| FieldError::NotNumber(label(names), s.to_string())),
         }
     }
 
     pub fn i64_any(&self, names: &[&'static str]) -> Result<i64, FieldError> {
         self.opt_i64_any(names)?
-            .ok_or(FieldError::Missing(names[0]))
+            .ok_or(FieldError::Missing(label(names)))
     }
 
     pub fn i64(&self, name: &'static str) -> Result<i64, FieldError> {

@@ -18,26 +18,29 @@ pub async fn send(
     req: &RemotingCommand,
 ) -> HandlerResult {
     let e = Ext::of(req);
-    let producer_group = e.str_any(&["producerGroup", "a"])?.to_string();
-    let topic = e.str_any(&["topic", "b"])?.to_string();
-    let default_topic = e.str_any(&["defaultTopic", "c"]).ok().map(str::to_string);
+    // V2 headers carry one-letter names: look those up first (each miss scans every field).
+    let v2 = req.code == rq::SEND_MESSAGE_V2 || req.code == rq::SEND_BATCH_MESSAGE;
+    let n = |long: &'static str, short: &'static str| if v2 { [short, long] } else { [long, short] };
+    let producer_group = e.str_any(&n("producerGroup", "a"))?.to_string();
+    let topic = e.str_any(&n("topic", "b"))?.to_string();
+    let default_topic = e.str_any(&n("defaultTopic", "c")).ok().map(str::to_string);
     let default_topic_queues = e
-        .opt_i64_any(&["defaultTopicQueueNums", "d"])?
+        .opt_i64_any(&n("defaultTopicQueueNums", "d"))?
         .unwrap_or(4)
         .max(1) as u32;
-    let queue_id = e.opt_i64_any(&["queueId", "e"])?.unwrap_or(-1) as i32;
-    let sys_flag = e.opt_i64_any(&["sysFlag", "f"])?.unwrap_or(0) as i32;
+    let queue_id = e.opt_i64_any(&n("queueId", "e"))?.unwrap_or(-1) as i32;
+    let sys_flag = e.opt_i64_any(&n("sysFlag", "f"))?.unwrap_or(0) as i32;
     let born_timestamp = e
-        .opt_i64_any(&["bornTimestamp", "g"])?
+        .opt_i64_any(&n("bornTimestamp", "g"))?
         .unwrap_or_else(rocktor_actors::now_ms);
-    let flag = e.opt_i64_any(&["flag", "h"])?.unwrap_or(0) as i32;
-    let properties = e.str_any(&["properties", "i"]).unwrap_or("").to_string();
-    let reconsume_times = e.opt_i64_any(&["reconsumeTimes", "j"])?.unwrap_or(0) as i32;
+    let flag = e.opt_i64_any(&n("flag", "h"))?.unwrap_or(0) as i32;
+    let properties = e.str_any(&n("properties", "i")).unwrap_or("").to_string();
+    let reconsume_times = e.opt_i64_any(&n("reconsumeTimes", "j"))?.unwrap_or(0) as i32;
     let max_reconsume_times = e
-        .opt_i64_any(&["maxReconsumeTimes", "l"])?
+        .opt_i64_any(&n("maxReconsumeTimes", "l"))?
         .map(|v| v as i32);
     // C++ 1.2 sends batches as code 10 with "batch":"1"; splitting them keeps every message.
-    let batch = req.code == rq::SEND_BATCH_MESSAGE || e.bool_any(&["batch", "m"]).unwrap_or(false);
+    let batch = req.code == rq::SEND_BATCH_MESSAGE || e.bool_any(&n("batch", "m")).unwrap_or(false);
     let born_host = conn.remote;
     let messages = if batch {
         if rocktor_actors::model::is_retry_or_dlq(&topic) {
