@@ -20,7 +20,8 @@ pub async fn send(
     let e = Ext::of(req);
     // V2 headers carry one-letter names: look those up first (each miss scans every field).
     let v2 = req.code == rq::SEND_MESSAGE_V2 || req.code == rq::SEND_BATCH_MESSAGE;
-    let n = |long: &'static str, short: &'static str| if v2 { [short, long] } else { [long, short] };
+    let n =
+        |long: &'static str, short: &'static str| if v2 { [short, long] } else { [long, short] };
     let producer_group = e.str_any(&n("producerGroup", "a"))?.to_string();
     let topic = e.str_any(&n("topic", "b"))?.to_string();
     let default_topic = e.str_any(&n("defaultTopic", "c")).ok().map(str::to_string);
