@@ -296,33 +296,37 @@ impl RemotingCommand {
         out[start + 4..start + 8].copy_from_slice(&((ser << 24) | header_len as u32).to_be_bytes());
     }
 
+    /// Written straight into the frame buffer, keys sorted as fastjson writes them (perf: the
+    /// formatted-`String` version was 6% of the connection threads' time on the send path).
     fn write_json_header(&self, out: &mut BytesMut) {
-        use std::fmt::Write;
-        let mut s = String::with_capacity(512);
-        let _ = write!(s, "{{\"code\":{},\"extFields\":{{", self.code);
-        for (i, (k, v)) in self.ext.sorted().into_iter().enumerate() {
+        out.put_slice(b"{\"code\":");
+        put_int(out, self.code as i64);
+        out.put_slice(b",\"extFields\":{");
+        let mut fields: Vec<(&str, &str)> = self.ext.iter().collect();
+        if !fields.is_sorted() {
+            fields.sort_unstable();
+        }
+        for (i, (k, v)) in fields.into_iter().enumerate() {
             if i > 0 {
-                s.push(',');
+                out.put_u8(b',');
             }
-            push_json_str(&mut s, k);
-            s.push(':');
-            push_json_str(&mut s, v);
+            put_json_str(out, k);
+            out.put_u8(b':');
+            put_json_str(out, v);
         }
-        let _ = write!(
-            s,
-            "}},\"flag\":{},\"language\":\"{}\",\"opaque\":{}",
-            self.flag, self.language, self.opaque
-        );
+        out.put_slice(b"},\"flag\":");
+        put_int(out, self.flag as i64);
+        out.put_slice(b",\"language\":");
+        put_json_str(out, &self.language);
+        out.put_slice(b",\"opaque\":");
+        put_int(out, self.opaque as i64);
         if let Some(r) = &self.remark {
-            s.push_str(",\"remark\":");
-            push_json_str(&mut s, r);
+            out.put_slice(b",\"remark\":");
+            put_json_str(out, r);
         }
-        let _ = write!(
-            s,
-            ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
-            self.version
-        );
-        out.put_slice(s.as_bytes());
+        out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        put_int(out, self.version as i64);
+        out.put_u8(b'}');
     }
 
     fn write_binary_header(&self, out: &mut BytesMut) {
@@ -354,6 +358,40 @@ impl RemotingCommand {
 }
 
 /// Appends `v` as a JSON string literal, copying runs that need no escape in one go.
+/// Appends `v` in decimal.
+fn put_int(out: &mut BytesMut, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[i..]);
+}
+
+/// Appends `v` as a JSON string literal.
+fn put_json_str(out: &mut BytesMut, v: &str) {
+    let bytes = v.as_bytes();
+    // Most values need no escape: copy them whole.
+    if !bytes.iter().any(|b| *b < 0x20 || *b == b'"' || *b == b'\\') {
+        out.put_u8(b'"');
+        out.put_slice(bytes);
+        out.put_u8(b'"');
+        return;
+    }
+    let mut s = String::with_capacity(v.len() + 8);
+    push_json_str(&mut s, v);
+    out.put_slice(s.as_bytes());
+}
+
 pub fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
     let mut run_start = 0;
@@ -500,6 +538,31 @@ mod fuzz {
         fn batch_and_record_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = crate::remoting::message::decode_batch(Bytes::from(bytes.clone()));
             let _ = rocktor_storage::record::decode(&Bytes::from(bytes));
+        }
+
+        /// Whatever a command holds, its JSON and binary frames decode back to it.
+        #[test]
+        fn any_command_round_trips(
+            code in any::<i16>(), opaque in any::<i32>(), flag in 0i32..4, version in any::<i16>(),
+            // An empty remark is absent in the binary header (length 0), as in Java.
+            remark in proptest::option::of(".{1,20}"),
+            ext in proptest::collection::btree_map(".{1,12}", ".{0,40}", 0..12),
+            binary in any::<bool>(),
+        ) {
+            let mut cmd = RemotingCommand::request(code as i32, opaque);
+            cmd.flag = flag;
+            cmd.version = version as i32;
+            cmd.remark = remark;
+            for (k, v) in &ext {
+                cmd.ext.insert(k.as_str(), v.as_str());
+            }
+            if binary {
+                cmd.serialize_type = SerializeType::RocketMq;
+            }
+            let mut buf = BytesMut::new();
+            cmd.encode(&mut buf);
+            let decoded = decode_frame(buf.freeze());
+            prop_assert_eq!(decoded, Ok(cmd));
         }
     }
 }

@@ -86,13 +86,16 @@ pub async fn send(
             messages,
         })
         .await?;
-    let ids: Vec<String> = r
-        .seqs
-        .iter()
-        .map(|s| offset_msg_id(r.store_host, *s))
-        .collect();
+    let msg_id = match r.seqs.as_slice() {
+        [one] => offset_msg_id(r.store_host, *one),
+        many => many
+            .iter()
+            .map(|s| offset_msg_id(r.store_host, *s))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
     let mut resp = RemotingCommand::response_to(req, 0)
-        .with_ext("msgId", ids.join(","))
+        .with_ext("msgId", msg_id)
         .with_ext("queueId", r.queue_id)
         .with_ext("queueOffset", r.first_offset)
         .with_ext("MSG_REGION", "DefaultRegion")
