@@ -377,19 +377,39 @@ fn put_int(out: &mut BytesMut, v: i64) {
     out.put_slice(&digits[i..]);
 }
 
-/// Appends `v` as a JSON string literal.
+/// Appends `v` as a JSON string literal: unescaped runs copied whole.
 fn put_json_str(out: &mut BytesMut, v: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.put_u8(b'"');
     let bytes = v.as_bytes();
-    // Most values need no escape: copy them whole.
-    if !bytes.iter().any(|b| *b < 0x20 || *b == b'"' || *b == b'\\') {
-        out.put_u8(b'"');
-        out.put_slice(bytes);
-        out.put_u8(b'"');
-        return;
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.put_slice(&bytes[run_start..i]);
+        if esc.is_empty() {
+            out.put_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
+        } else {
+            out.put_slice(esc);
+        }
+        run_start = i + 1;
     }
-    let mut s = String::with_capacity(v.len() + 8);
-    push_json_str(&mut s, v);
-    out.put_slice(s.as_bytes());
+    out.put_slice(&bytes[run_start..]);
+    out.put_u8(b'"');
 }
 
 pub fn push_json_str(s: &mut String, v: &str) {
