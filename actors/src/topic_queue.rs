@@ -160,6 +160,17 @@ pub struct TopicQueue {
     tail_bytes: usize,
     parked: Vec<Parked>,
     next_park_id: u64,
+    /// Appends received in this mailbox drain, submitted to the writer together once it ends.
+    pending: Vec<AppendRecord>,
+    pending_waiters: Vec<Waiter>,
+    committed_gauge: metrics::Gauge,
+}
+
+/// An Append waiting for its share of a writer submission.
+struct Waiter {
+    start: u64,
+    count: usize,
+    tx: oneshot::Sender<Result<AppendResult, BrokerError>>,
 }
 
 impl TopicQueue {
@@ -177,7 +188,6 @@ impl TopicQueue {
         stats.min.store(bounds.min, Ordering::Release);
         stats.max.store(bounds.max, Ordering::Release);
         TopicQueue {
-            topic,
             topic_id,
             queue_id,
             store,
@@ -193,6 +203,10 @@ impl TopicQueue {
             tail_bytes: 0,
             parked: Vec::new(),
             next_park_id: 0,
+            pending: Vec::new(),
+            pending_waiters: Vec::new(),
+            committed_gauge: metrics::gauge!("rocktor_queue_committed_offset", "topic" => topic.to_string(), "queue" => queue_id.to_string()),
+            topic,
         }
     }
 
@@ -325,8 +339,7 @@ impl TopicQueue {
         }
         if advanced {
             self.stats.max.store(self.committed, Ordering::Release);
-            metrics::gauge!("rocktor_queue_committed_offset", "topic" => self.topic.to_string(), "queue" => self.queue_id.to_string())
-                .set(self.committed as f64);
+            self.committed_gauge.set(self.committed as f64);
             self.wake_parked();
         }
     }
@@ -383,16 +396,62 @@ impl Actor for TopicQueue {
     }
 }
 
-impl Handler<Append> for TopicQueue {
-    type Result = ResponseActFuture<Self, Result<AppendResult, BrokerError>>;
+impl TopicQueue {
+    /// Submits the appends of the mailbox drain that just ended as one writer batch: one
+    /// submission, one wake-up of the writer and one answer back instead of one per request.
+    fn submit_pending(&mut self, ctx: &mut Context<Self>) {
+        let records = std::mem::take(&mut self.pending);
+        let waiters = std::mem::take(&mut self.pending_waiters);
+        if waiters.is_empty() {
+            return;
+        }
+        let rx = self.writer.submit(AppendBatch {
+            records,
+            ..Default::default()
+        });
+        let queue_id = self.queue_id;
+        ctx.spawn(rx.into_actor(self).map(move |res, act, _ctx| {
+            let mut done = match res {
+                Ok(Ok(done)) => Ok(done),
+                Ok(Err(e)) => Err(BrokerError::from(e)),
+                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
+            };
+            for w in waiters {
+                let result = match &mut done {
+                    Ok(d) => {
+                        // Each waiter's records are the next `count` of the batch, in order.
+                        let part = AppendDone {
+                            seqs: d.seqs.drain(..w.count.min(d.seqs.len())).collect(),
+                            records: d.records.drain(..w.count.min(d.records.len())).collect(),
+                        };
+                        let seqs = part.seqs.clone();
+                        act.complete(w.start, Some(part));
+                        Ok(AppendResult {
+                            queue_id,
+                            first_offset: w.start,
+                            seqs,
+                        })
+                    }
+                    Err(e) => {
+                        act.complete(w.start, None);
+                        Err(e.clone())
+                    }
+                };
+                let _ = w.tx.send(result);
+            }
+        }));
+    }
+}
 
-    fn handle(&mut self, msg: Append, _ctx: &mut Self::Context) -> Self::Result {
+impl Handler<Append> for TopicQueue {
+    type Result = ResponseFuture<Result<AppendResult, BrokerError>>;
+
+    fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
         if self.inflight.len() >= self.limits.max_inflight {
-            return Box::pin(fut::ready(Err(BrokerError::SystemBusy)));
+            return Box::pin(std::future::ready(Err(BrokerError::SystemBusy)));
         }
         let start = self.next_offset;
         let now = crate::now_ms();
-        let mut records = Vec::with_capacity(msg.messages.len());
         let mut tag_hashes = Vec::with_capacity(msg.messages.len());
         for (i, m) in msg.messages.iter().enumerate() {
             let offset = start + i as u64;
@@ -403,7 +462,7 @@ impl Handler<Append> for TopicQueue {
                 .map(|k| keys::index_prefix(self.topic_id, k))
                 .collect();
             index_keys.push(keys::index_prefix(self.topic_id, &m.uniq_key));
-            records.push(AppendRecord {
+            self.pending.push(AppendRecord {
                 record,
                 cq: Some(CqEntry {
                     topic_id: self.topic_id,
@@ -417,39 +476,29 @@ impl Handler<Append> for TopicQueue {
             });
             tag_hashes.push(m.tag_hash);
         }
-        let n = records.len() as u64;
-        self.next_offset += n;
+        let n = msg.messages.len();
+        self.next_offset += n as u64;
         self.inflight.push_back(InFlight {
             start,
-            end: start + n,
+            end: start + n as u64,
             tag_hashes,
             store_time: now,
             done: None,
         });
-        let rx = self.writer.submit(AppendBatch {
-            records,
-            ..Default::default()
+        let (tx, rx) = oneshot::channel();
+        if self.pending_waiters.is_empty() {
+            // Runs after the mailbox drain that this message is part of.
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| act.submit_pending(ctx)));
+        }
+        self.pending_waiters.push(Waiter {
+            start,
+            count: n,
+            tx,
         });
-        let queue_id = self.queue_id;
-        Box::pin(rx.into_actor(self).map(move |res, act, _ctx| match res {
-            Ok(Ok(done)) => {
-                let seqs = done.seqs.clone();
-                act.complete(start, Some(done));
-                Ok(AppendResult {
-                    queue_id,
-                    first_offset: start,
-                    seqs,
-                })
-            }
-            Ok(Err(e)) => {
-                act.complete(start, None);
-                Err(e.into())
-            }
-            Err(_) => {
-                act.complete(start, None);
-                Err(BrokerError::Storage("the storage writer stopped".into()))
-            }
-        }))
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(BrokerError::Storage("the queue stopped".into())))
+        })
     }
 }
 
