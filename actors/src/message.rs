@@ -192,6 +192,8 @@ pub fn prepare(
     store_host: SocketAddr,
 ) -> Result<PreparedMessage, BrokerError> {
     let mut props = msg.properties;
+    // Room for the two properties the broker may add, so the string grows at most once.
+    props.reserve(PROP_UNIQ_KEY.len() + 34 + PROP_CLUSTER.len() + cluster.len() + 2);
     let [uniq, has_cluster] = properties::lookup(&props, [PROP_UNIQ_KEY, PROP_CLUSTER]);
     let has_cluster = has_cluster.is_some();
     let uniq_key = match uniq {
