@@ -254,9 +254,15 @@ async fn auto_create_batch_and_long_polling() {
     let mut batch = send_v2("AutoTopic", 1, &encode_batch(&items), "");
     batch.code = 320;
     batch.ext.insert("m", "true");
+    let mut to_retry = batch.clone();
+    to_retry.ext.insert("b", "%RETRY%G");
     let r = c.call(batch, TIMEOUT).await.unwrap();
     assert_eq!(r.ext["msgId"].split(',').count(), 5);
     assert_eq!(r.ext["queueOffset"], "0");
+    // Retry topics take no batches (a rule of the broker, not of the wire).
+    let r = c.request(to_retry, TIMEOUT).await.unwrap();
+    assert_eq!(r.code, 13, "{:?}", r.remark);
+    assert!(r.remark.unwrap_or_default().contains("retry group"));
     let r = c
         .request(
             pull_req("G", "AutoTopic", 1, 0, 32, None, Some("*")),

@@ -61,6 +61,8 @@ pub struct SendRequest {
     pub messages: Vec<IncomingMessage>,
     /// Retry-topic sends: the consumer's limit (header `maxReconsumeTimes`).
     pub max_reconsume_times: Option<i32>,
+    /// Sent as a batch (SEND_BATCH_MESSAGE), which retry and dead-letter topics refuse.
+    pub batch: bool,
 }
 
 /// CONSUMER_SEND_MSG_BACK: a consumer gives a message back for a later retry.
@@ -398,7 +400,6 @@ impl BrokerContext {
             .max_reconsume_times
             .unwrap_or(group.config.retry_max_times);
         let times = rec.reconsume_times;
-        let store_host = self.settings.broker_addr;
         if times >= max || req.delay_level < 0 {
             let mut p = properties::without(&props, &[PROP_DELAY]);
             p = properties::with(&p, PROP_DLQ_ORIGIN_TOPIC, &origin_topic);
@@ -406,17 +407,7 @@ impl BrokerContext {
             let mut m: PreparedMessage = from_record(&rec, p);
             m.reconsume_times = times + 1;
             let dlq = self.ensure_dlq_topic(&req.group).await?;
-            let queue = dlq
-                .queues
-                .first()
-                .ok_or_else(|| BrokerError::Storage("DLQ topic without queue".into()))?;
-            queue
-                .send(Append {
-                    messages: vec![m],
-                    store_host,
-                })
-                .timeout(MAILBOX_WAIT)
-                .await??;
+            self.append_to_first_queue(&dlq, vec![m]).await?;
             metrics::counter!("rocktor_messages_dead_lettered_total", "group" => req.group)
                 .increment(1);
             return Ok(());
@@ -502,6 +493,11 @@ impl BrokerContext {
         if req.messages.is_empty() {
             return Err(BrokerError::MessageIllegal(
                 "the batch holds no message".into(),
+            ));
+        }
+        if req.batch && model::is_retry_or_dlq(&req.topic) {
+            return Err(BrokerError::MessageIllegal(
+                "batch request does not support retry group".into(),
             ));
         }
         for m in &req.messages {
@@ -946,19 +942,27 @@ impl BrokerContext {
         }
         let n = messages.len();
         if n > 0 {
-            let queue = retry
-                .queues
-                .first()
-                .ok_or_else(|| BrokerError::Storage("retry topic without queue".into()))?;
-            queue
-                .send(Append {
-                    messages,
-                    store_host: self.settings.broker_addr,
-                })
-                .timeout(MAILBOX_WAIT)
-                .await??;
+            self.append_to_first_queue(&retry, messages).await?;
         }
         Ok(n)
+    }
+
+    /// Appends to queue 0 of a retry or dead-letter topic (they have one queue).
+    async fn append_to_first_queue(
+        &self,
+        topic: &TopicHandle,
+        messages: Vec<PreparedMessage>,
+    ) -> BrokerResult<crate::topic_queue::AppendResult> {
+        let queue = topic.queues.first().ok_or_else(|| {
+            BrokerError::Storage(format!("topic {} has no queue", topic.config.name))
+        })?;
+        queue
+            .send(Append {
+                messages,
+                store_host: self.settings.broker_addr,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await?
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP, on the blocking pool.

@@ -260,7 +260,7 @@ async fn produce_on(
     // answers may come back in any order.
     let mut sent_at: Vec<Option<(i32, Instant)>> = vec![None; window];
     let mut free: Vec<usize> = (0..window).rev().collect();
-    let (mut round, mut outstanding, mut q) = (1i32, 0usize, p as u32);
+    let (mut round, mut q) = (1i32, p as u32);
     let (mut wbuf, mut rbuf) = (
         Vec::with_capacity(64 * 1024),
         bytes::BytesMut::with_capacity(256 * 1024),
@@ -282,7 +282,6 @@ async fn produce_on(
             encode_send(&mut wbuf, &args.topic, q % queues, opaque, args.size);
             sent_at[slot] = Some((opaque, Instant::now()));
             q = q.wrapping_add(1);
-            outstanding += 1;
             if let Some(iv) = interval {
                 next_due += iv;
             }
@@ -293,6 +292,7 @@ async fn produce_on(
                 .map_err(|e| format!("send to {addr}: {e}"))?;
             wbuf.clear();
         }
+        let outstanding = window - free.len();
         if stopping && outstanding == 0 {
             break;
         }
@@ -333,7 +333,6 @@ async fn produce_on(
             };
             sent_at[slot] = None;
             free.push(slot);
-            outstanding -= 1;
             if head.code == 0 {
                 let _ = local.record(at.elapsed().as_micros().max(1) as u64);
                 if args.count.is_none() {

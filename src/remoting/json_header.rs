@@ -28,33 +28,19 @@ pub fn parse(input: &[u8]) -> Result<Header, String> {
     let mut p = Parser { s: input, i: 0 };
     let mut h = Header::default();
     p.ws();
-    p.expect(b'{')?;
-    p.ws();
-    if !p.eat(b'}') {
-        loop {
-            p.ws();
-            let key = p.string()?;
-            p.ws();
-            p.expect(b':')?;
-            p.ws();
-            match key.as_str() {
-                "code" => h.code = p.scalar()?,
-                "language" => h.language = p.scalar()?,
-                "version" => h.version = p.scalar()?,
-                "opaque" => h.opaque = p.scalar()?,
-                "flag" => h.flag = p.scalar()?,
-                "remark" => h.remark = p.scalar()?,
-                "extFields" => h.ext = p.ext_fields()?,
-                _ => p.skip_value()?,
-            }
-            p.ws();
-            if p.eat(b',') {
-                continue;
-            }
-            p.expect(b'}')?;
-            break;
+    p.members(|p, key| {
+        match key.as_str() {
+            "code" => h.code = p.scalar()?,
+            "language" => h.language = p.scalar()?,
+            "version" => h.version = p.scalar()?,
+            "opaque" => h.opaque = p.scalar()?,
+            "flag" => h.flag = p.scalar()?,
+            "remark" => h.remark = p.scalar()?,
+            "extFields" => h.ext = p.ext_fields()?,
+            _ => p.skip_value()?,
         }
-    }
+        Ok(())
+    })?;
     p.ws();
     if p.i != p.s.len() {
         return Err(p.err("trailing characters"));
@@ -91,7 +77,7 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    fn require(&mut self, c: u8) -> Result<(), String> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -114,27 +100,37 @@ impl Parser<'_> {
             self.literal(b"null")?;
             return Ok(ExtFields::new());
         }
-        self.expect(b'{')?;
         let mut out = ExtFields::with_capacity(16);
+        self.members(|p, key| {
+            if let Some(v) = p.scalar()? {
+                out.insert(key, v);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// An object: `each` reads the value of every member, given its key.
+    fn members(
+        &mut self,
+        mut each: impl FnMut(&mut Self, CompactString) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.require(b'{')?;
         self.ws();
         if self.eat(b'}') {
-            return Ok(out);
+            return Ok(());
         }
         loop {
             self.ws();
             let key = self.string()?;
             self.ws();
-            self.expect(b':')?;
+            self.require(b':')?;
             self.ws();
-            if let Some(v) = self.scalar()? {
-                out.insert(key, v);
-            }
+            each(self, key)?;
             self.ws();
-            if self.eat(b',') {
-                continue;
+            if !self.eat(b',') {
+                return self.require(b'}');
             }
-            self.expect(b'}')?;
-            return Ok(out);
         }
     }
 
@@ -204,7 +200,7 @@ impl Parser<'_> {
 
     /// A string; borrowed bytes are copied once, escapes decoded.
     fn string(&mut self) -> Result<CompactString, String> {
-        self.expect(b'"')?;
+        self.require(b'"')?;
         let start = self.i;
         // Fast path: no escape before the closing quote.
         while let Some(c) = self.peek() {
@@ -307,7 +303,7 @@ impl Parser<'_> {
                     if !self.eat(b'}') {
                         self.string()?;
                         self.ws();
-                        self.expect(b':')?;
+                        self.require(b':')?;
                         if open.len() > MAX_DEPTH {
                             return Err(self.err("nested too deep"));
                         }
@@ -342,11 +338,11 @@ impl Parser<'_> {
                         self.ws();
                         self.string()?;
                         self.ws();
-                        self.expect(b':')?;
+                        self.require(b':')?;
                     }
                     break;
                 }
-                self.expect(if is_object { b'}' } else { b']' })?;
+                self.require(if is_object { b'}' } else { b']' })?;
                 open.pop();
             }
         }

@@ -50,12 +50,6 @@ pub async fn send(
     let batch = req.code == rq::SEND_BATCH_MESSAGE || e.bool_any(&n("batch", "m")).unwrap_or(false);
     let born_host = conn.remote;
     let messages = if batch {
-        if rocktor_actors::model::is_retry_or_dlq(&topic) {
-            return Err(BrokerError::MessageIllegal(
-                "batch request does not support retry group".into(),
-            )
-            .into());
-        }
         decode_batch(req.body.clone())
             .map_err(|err| HandlerError::Broker(BrokerError::MessageIllegal(err.to_string())))?
             .into_iter()
@@ -90,6 +84,7 @@ pub async fn send(
             default_topic_queues,
             queue_id,
             messages,
+            batch,
         })
         .await?;
     let msg_id = match r.seqs.as_slice() {
