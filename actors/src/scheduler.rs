@@ -7,9 +7,8 @@
 //! Messages: `Schedule` (store records now, deliver them later) and its own 100 ms tick.
 //!
 //! Durability: a scheduled record and its timer entry are written in one batch before the send
-//! is acknowledged. When due, the record is appended to its real queue, and only after that
-//! append is durable is the timer entry deleted: a crash in between delivers it twice, never
-//! zero times.
+//! is acknowledged. When due, the record is appended to its real queue and its timer entry is
+//! deleted in the same write batch, so a crash delivers it exactly once.
 
 use crate::broker::Registry;
 use crate::error::BrokerError;
@@ -29,7 +28,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Timer entries delivered per round.
 const ROUND: usize = 512;
 
-/// Due messages of one queue, with the timer keys to delete once they are appended.
+/// Due messages of one queue, with the timer keys deleted by the same write.
 type QueueBatch = (Vec<PreparedMessage>, Vec<Vec<u8>>);
 
 pub struct Scheduler {
@@ -97,8 +96,8 @@ impl Scheduler {
             .wait(ctx);
     }
 
-    /// Appends due records to their queues, then deletes their timer entries. Resolves to the
-    /// new floor when every entry of the round was delivered.
+    /// Appends due records to their queues, deleting their timer entries in the same atomic
+    /// write. Resolves to the new floor when every entry of the round was delivered.
     fn deliver(&self, due: Vec<DueTimer>) -> impl std::future::Future<Output = Option<i64>> {
         let registry = self.registry.load_full();
         let (writer, store_host) = (self.writer.clone(), self.store_host);
@@ -134,20 +133,17 @@ impl Scheduler {
                         .extend(keys.into_iter().map(|k| (cf::TIMER, k)));
                     continue;
                 };
-                match queue
+                let delete_with = keys.into_iter().map(|k| (cf::TIMER, k)).collect();
+                let appended = queue
                     .send(Append {
                         messages,
                         store_host,
+                        delete_with,
                     })
-                    .await
-                {
-                    Ok(Ok(_)) => done
-                        .deletes
-                        .extend(keys.into_iter().map(|k| (cf::TIMER, k))),
-                    other => {
-                        tracing::warn!(%topic, queue_id, result = ?other.err(), "delayed delivery failed; retrying next round");
-                        all_ok = false;
-                    }
+                    .await;
+                if let Err(e) = appended.map_err(BrokerError::from).and_then(|r| r) {
+                    tracing::warn!(%topic, queue_id, error = %e, "delayed delivery failed; retrying next round");
+                    all_ok = false;
                 }
             }
             if !done.deletes.is_empty() {

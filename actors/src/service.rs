@@ -567,6 +567,7 @@ impl BrokerContext {
             .send(Append {
                 messages: prepared,
                 store_host,
+                delete_with: Vec::new(),
             })
             .timeout(MAILBOX_WAIT)
             .await??;
@@ -960,6 +961,7 @@ impl BrokerContext {
             .send(Append {
                 messages,
                 store_host: self.settings.broker_addr,
+                delete_with: Vec::new(),
             })
             .timeout(MAILBOX_WAIT)
             .await?

@@ -66,6 +66,9 @@ impl Default for QueueLimits {
 pub struct Append {
     pub messages: Vec<PreparedMessage>,
     pub store_host: SocketAddr,
+    /// Keys deleted in the same atomic write as the records (a delivered timer entry), so a
+    /// crash can neither lose the message nor deliver it twice.
+    pub delete_with: Vec<(&'static str, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +165,7 @@ pub struct TopicQueue {
     next_park_id: u64,
     /// Appends received in this mailbox drain, submitted to the writer together once it ends.
     pending: Vec<AppendRecord>,
+    pending_deletes: Vec<(&'static str, Vec<u8>)>,
     pending_waiters: Vec<Waiter>,
     committed_gauge: metrics::Gauge,
 }
@@ -204,6 +208,7 @@ impl TopicQueue {
             parked: Vec::new(),
             next_park_id: 0,
             pending: Vec::new(),
+            pending_deletes: Vec::new(),
             pending_waiters: Vec::new(),
             committed_gauge: metrics::gauge!("rocktor_queue_committed_offset", "topic" => topic.to_string(), "queue" => queue_id.to_string()),
             topic,
@@ -401,12 +406,14 @@ impl TopicQueue {
     /// submission, one wake-up of the writer and one answer back instead of one per request.
     fn submit_pending(&mut self, ctx: &mut Context<Self>) {
         let records = std::mem::take(&mut self.pending);
+        let deletes = std::mem::take(&mut self.pending_deletes);
         let waiters = std::mem::take(&mut self.pending_waiters);
         if waiters.is_empty() {
             return;
         }
         let rx = self.writer.submit(AppendBatch {
             records,
+            deletes,
             ..Default::default()
         });
         let queue_id = self.queue_id;
@@ -476,6 +483,7 @@ impl Handler<Append> for TopicQueue {
             });
             tag_hashes.push(m.tag_hash);
         }
+        self.pending_deletes.extend(msg.delete_with);
         let n = msg.messages.len();
         self.next_offset += n as u64;
         self.inflight.push_back(InFlight {
@@ -611,6 +619,7 @@ mod tests {
                 .send(Append {
                     messages: vec![msg(tag)],
                     store_host: "127.0.0.1:10911".parse().unwrap(),
+                    delete_with: Vec::new(),
                 })
                 .await
                 .unwrap()
@@ -665,6 +674,7 @@ mod tests {
             q2.send(Append {
                 messages: vec![msg("B")],
                 store_host: host,
+                delete_with: Vec::new(),
             })
             .await
             .unwrap()
@@ -672,6 +682,7 @@ mod tests {
             q2.send(Append {
                 messages: vec![msg("A")],
                 store_host: host,
+                delete_with: Vec::new(),
             })
             .await
             .unwrap()
