@@ -4,6 +4,7 @@
 //! thread (`Writer`) or to a blocking pool, never call RocksDB themselves.
 
 pub mod cf;
+mod direct_io;
 pub mod keys;
 pub mod properties;
 pub mod record;
