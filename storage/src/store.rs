@@ -87,6 +87,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Block size of the `log` column family's SST files.
+const LOG_BLOCK_SIZE: usize = 64 << 10;
+
 impl Store {
     pub fn open(path: &Path, flush: FlushMode) -> Result<Self> {
         let mut opts = Options::default();
@@ -122,6 +125,13 @@ impl Store {
                 // Large sequential values: bigger memtables mean fewer, larger flushes.
                 o.set_write_buffer_size(64 << 20);
                 o.set_max_write_buffer_number(4);
+                // 64 KiB blocks: a pull reads one queue's records, which lie ~8 apart among the
+                // other queues' in the log, so with 4 KiB blocks a backlog drain from disk was one
+                // small read per record (2M backlog: 116k msg/s, 26.7 CPU-s); one 64 KiB block
+                // serves every queue's records in it (198k msg/s, 16.5 CPU-s).
+                let mut table = rocksdb::BlockBasedOptions::default();
+                table.set_block_size(LOG_BLOCK_SIZE);
+                o.set_block_based_table_factory(&table);
             } else {
                 // Small column families are switched along with the log at every WAL-size
                 // flush; room for several immutable memtables keeps them from stopping writes.
