@@ -659,6 +659,33 @@ mod tests {
     }
 
     #[actix::test]
+    async fn keys_deleted_with_an_append_are_gone_once_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _, store, writer) = start(dir.path(), QueueLimits::default());
+        let key = b"due-entry".to_vec();
+        writer
+            .submit(rocktor_storage::AppendBatch::default().put(
+                rocktor_storage::cf::META,
+                key.clone(),
+                b"x".to_vec(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.get_meta(&key).unwrap().is_some());
+        q.send(Append {
+            messages: vec![msg("A")],
+            store_host: "127.0.0.1:10911".parse().unwrap(),
+            delete_with: vec![(rocktor_storage::cf::META, key.clone())],
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(store.get_meta(&key).unwrap(), None);
+        shut(store, writer);
+    }
+
+    #[actix::test]
     async fn long_poll_wakes_on_matching_arrival_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let (q, _, store, writer) = start(dir.path(), QueueLimits::default());
