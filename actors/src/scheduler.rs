@@ -28,8 +28,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Timer entries delivered per round.
 const ROUND: usize = 512;
 
-/// Due messages of one queue, with the timer keys deleted by the same write.
-type QueueBatch = (Vec<PreparedMessage>, Vec<Vec<u8>>);
+/// Due messages of one queue, with their timer entries to delete in the same write.
+type QueueBatch = (Vec<PreparedMessage>, Vec<(&'static str, Vec<u8>)>);
 
 pub struct Scheduler {
     store: Store,
@@ -104,6 +104,7 @@ impl Scheduler {
         async move {
             // Group by queue, keeping due order inside each queue.
             let mut by_queue: BTreeMap<(String, u32), QueueBatch> = BTreeMap::new();
+            // Timer entries with nothing left to deliver (unreadable record, vanished queue).
             let mut dropped = AppendBatch::default();
             for t in &due {
                 let rec = t
@@ -118,27 +119,24 @@ impl Scheduler {
                 let props = properties::without(&rec.properties, &DELAY_PROPERTIES);
                 let entry = by_queue.entry((t.topic.clone(), t.queue_id)).or_default();
                 entry.0.push(from_record(&rec, props));
-                entry.1.push(t.key.clone());
+                entry.1.push((cf::TIMER, t.key.clone()));
             }
-            let mut done = dropped;
             let mut all_ok = true;
-            for ((topic, queue_id), (messages, keys)) in by_queue {
+            for ((topic, queue_id), (messages, timer_keys)) in by_queue {
                 let Some(queue) = registry
                     .topics
                     .get(&topic)
                     .and_then(|h| h.queues.get(queue_id as usize).cloned())
                 else {
                     tracing::warn!(%topic, queue_id, "dropping delayed messages of a topic or queue that no longer exists");
-                    done.deletes
-                        .extend(keys.into_iter().map(|k| (cf::TIMER, k)));
+                    dropped.deletes.extend(timer_keys);
                     continue;
                 };
-                let delete_with = keys.into_iter().map(|k| (cf::TIMER, k)).collect();
                 let appended = queue
                     .send(Append {
                         messages,
                         store_host,
-                        delete_with,
+                        delete_with: timer_keys,
                     })
                     .await;
                 if let Err(e) = appended.map_err(BrokerError::from).and_then(|r| r) {
@@ -146,8 +144,8 @@ impl Scheduler {
                     all_ok = false;
                 }
             }
-            if !done.deletes.is_empty() {
-                match writer.submit(done).await {
+            if !dropped.deletes.is_empty() {
+                match writer.submit(dropped).await {
                     Ok(Ok(_)) => {}
                     _ => all_ok = false,
                 }

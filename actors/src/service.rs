@@ -564,11 +564,7 @@ impl BrokerContext {
             });
         }
         let r = queue
-            .send(Append {
-                messages: prepared,
-                store_host,
-                delete_with: Vec::new(),
-            })
+            .send(Append::new(prepared, store_host))
             .timeout(MAILBOX_WAIT)
             .await??;
         metrics::counter!("rocketmq_messages_in_total", "topic" => req.topic.clone()).increment(n);
@@ -958,11 +954,7 @@ impl BrokerContext {
             BrokerError::Storage(format!("topic {} has no queue", topic.config.name))
         })?;
         queue
-            .send(Append {
-                messages,
-                store_host: self.settings.broker_addr,
-                delete_with: Vec::new(),
-            })
+            .send(Append::new(messages, self.settings.broker_addr))
             .timeout(MAILBOX_WAIT)
             .await?
     }

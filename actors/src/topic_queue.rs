@@ -78,6 +78,17 @@ pub struct AppendResult {
     pub seqs: Vec<u64>,
 }
 
+impl Append {
+    /// An append that deletes nothing alongside its records.
+    pub fn new(messages: Vec<PreparedMessage>, store_host: SocketAddr) -> Self {
+        Append {
+            messages,
+            store_host,
+            delete_with: Vec::new(),
+        }
+    }
+}
+
 impl Message for Append {
     type Result = Result<AppendResult, BrokerError>;
 }
@@ -616,11 +627,10 @@ mod tests {
         let (q, stats, store, writer) = start(dir.path(), limits);
         for tag in ["A", "B", "A", "B"] {
             let r = q
-                .send(Append {
-                    messages: vec![msg(tag)],
-                    store_host: "127.0.0.1:10911".parse().unwrap(),
-                    delete_with: Vec::new(),
-                })
+                .send(Append::new(
+                    vec![msg(tag)],
+                    "127.0.0.1:10911".parse().unwrap(),
+                ))
                 .await
                 .unwrap()
                 .unwrap();
@@ -698,22 +708,14 @@ mod tests {
         let sender = async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
-            q2.send(Append {
-                messages: vec![msg("B")],
-                store_host: host,
-                delete_with: Vec::new(),
-            })
-            .await
-            .unwrap()
-            .unwrap();
-            q2.send(Append {
-                messages: vec![msg("A")],
-                store_host: host,
-                delete_with: Vec::new(),
-            })
-            .await
-            .unwrap()
-            .unwrap();
+            q2.send(Append::new(vec![msg("B")], host))
+                .await
+                .unwrap()
+                .unwrap();
+            q2.send(Append::new(vec![msg("A")], host))
+                .await
+                .unwrap()
+                .unwrap();
         };
         let started = std::time::Instant::now();
         let (out, _) = tokio::join!(waiting, sender);

@@ -35,13 +35,8 @@ pub async fn send(
         .opt_i64_any(&n("bornTimestamp", "g"))?
         .unwrap_or_else(rocktor_actors::now_ms);
     let flag = e.opt_i64_any(&n("flag", "h"))?.unwrap_or(0) as i32;
-    let properties = {
-        // Room for the UNIQ_KEY and CLUSTER properties the broker may add.
-        let raw = e.str_any(&n("properties", "i")).unwrap_or("");
-        let mut p = String::with_capacity(raw.len() + 96);
-        p.push_str(raw);
-        p
-    };
+    // `prepare` sizes it for the properties the broker adds.
+    let properties = e.str_any(&n("properties", "i")).unwrap_or("").to_string();
     let reconsume_times = e.opt_i64_any(&n("reconsumeTimes", "j"))?.unwrap_or(0) as i32;
     let max_reconsume_times = e
         .opt_i64_any(&n("maxReconsumeTimes", "l"))?
