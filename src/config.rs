@@ -1,12 +1,22 @@
-//! Configuration: a TOML file, overridden by `ROCKTOR_*` environment variables, overridden by
-//! flags. Every knob is documented in `rocktor.example.toml`.
+//! Configuration, in layers, each overriding the ones before it for the keys it sets: the
+//! defaults (`Config::default()`), a TOML file, `ROCKTOR_<KEY>` environment variables (every
+//! key, e.g. `ROCKTOR_BROKER_PORT`), command-line flags. [`Config::load`] stacks them. Every knob
+//! is documented in `rocktor.example.toml`.
 
+use crate::remoting::command::{MAX_FRAME, MAX_HEADER};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use rocktor_storage::FlushMode;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Environment variables named `ROCKTOR_<KEY>` set config keys. Others with the prefix that name
+/// no key (`ROCKTOR_CONFIG`, the test harness's `ROCKTOR_PYTHON`, ...) are ignored.
+pub const ENV_PREFIX: &str = "ROCKTOR_";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -29,9 +39,32 @@ pub struct Config {
     pub auto_create_group: bool,
     pub default_topic_queues: u32,
     pub max_message_size: usize,
+    /// The longest a scheduled (delayed) message may wait, in ms; longer delays are rejected.
+    /// Huawei's limit is 1 year (the default); 3456000000 is the 40 days of other services.
+    pub max_delay_ms: u64,
     pub tail_cache_entries: usize,
     pub tail_cache_bytes: usize,
     pub long_polling: bool,
+    /// Long-poll pulls held at once per connection; past it a pull is answered as if its hold
+    /// had elapsed, after a short delay.
+    pub max_parked_pulls_per_connection: usize,
+    /// Long-poll pulls held at once by the whole broker; past it as above.
+    pub max_parked_pulls: usize,
+    /// Requests of one connection handled at once; past it the broker stops reading that
+    /// connection until some are answered.
+    pub max_requests_per_connection: usize,
+    /// Bytes of answers queued for a connection that does not read them; past it the
+    /// connection is closed. At least one maximal frame (16 MiB + 64 KiB).
+    pub max_connection_write_queue_bytes: usize,
+    /// A connection that sends nothing for this long (seconds) is closed; clients heartbeat
+    /// every 30 s. 0 disables.
+    pub connection_idle_timeout_secs: u64,
+    /// A write that makes no progress for this long (seconds) closes the connection.
+    pub connection_write_timeout_secs: u64,
+    /// Consumer clients per group.
+    pub max_group_members: usize,
+    /// Dead letters one re-send request may move.
+    pub max_dlq_resend: usize,
     /// SQL92 filters on message properties. On by default (Apache's default is off).
     pub enable_property_filter: bool,
     /// Worker threads for connections and queues; 0 means one per core.
@@ -59,9 +92,18 @@ impl Default for Config {
             auto_create_group: true,
             default_topic_queues: 8,
             max_message_size: 4 * 1024 * 1024,
+            max_delay_ms: 365 * 24 * 3600 * 1000,
             tail_cache_entries: 4096,
             tail_cache_bytes: 8 << 20,
             long_polling: true,
+            max_parked_pulls_per_connection: 4096,
+            max_parked_pulls: 131_072,
+            max_requests_per_connection: 1024,
+            max_connection_write_queue_bytes: 64 << 20,
+            connection_idle_timeout_secs: 120,
+            connection_write_timeout_secs: 30,
+            max_group_members: 10_000,
+            max_dlq_resend: 1000,
             enable_property_filter: true,
             workers: 0,
             log: "info".into(),
@@ -76,25 +118,60 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    /// A value that does not fit its key, an unknown key or a TOML syntax error; the message
+    /// names the key and where it came from (the file, the environment or the flags).
+    #[error("invalid configuration: {source}")]
     Parse {
-        path: PathBuf,
-        source: toml::de::Error,
+        // Boxed: figment's error is a few hundred bytes.
+        source: Box<figment::Error>,
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
 
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Parse {
+            source: Box::new(e),
+        }
+    }
+}
+
 impl Config {
-    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    /// The configuration from the layers, each overriding the ones before it for the keys it
+    /// sets: the defaults, the TOML `file` if given (it must exist), `ROCKTOR_<KEY>`
+    /// environment variables, then `flags`. `flags` serializes to a map of config keys holding
+    /// only the flags given (e.g. a struct of `Option`s with
+    /// `#[serde(skip_serializing_if = "Option::is_none")]`; `serde_json::Map::new()` for none).
+    /// The result is validated.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Config, ConfigError> {
+        let config: Config = Self::file_layers(file)?
+            .merge(EnvVars)
+            .merge(Layer::new(
+                Serialized::defaults(flags),
+                Some("command-line flags"),
+            ))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults and the file: the layers below the environment.
+    fn file_layers(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let figment = Figment::from(Layer::new(
+            Serialized::defaults(Config::default()),
+            Some("defaults"),
+        ));
+        let Some(path) = file else {
+            return Ok(figment);
+        };
+        // figment takes a missing file for an empty one; a file that was named must be there.
+        // (`file_exact`: `Toml::file` would look for a relative path in every parent directory.)
+        std::fs::File::open(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.into(),
-            source,
-        })
+        Ok(figment.merge(Layer::new(Toml::file_exact(path), None)))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -107,6 +184,40 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "default_topic_queues must be 1..=1024".into(),
             ));
+        }
+        if self.max_delay_ms < 1000 {
+            return Err(ConfigError::Invalid(
+                "max_delay_ms must be at least 1000 (1 s)".into(),
+            ));
+        }
+        if self.max_connection_write_queue_bytes < MAX_FRAME + MAX_HEADER {
+            return Err(ConfigError::Invalid(format!(
+                "max_connection_write_queue_bytes must be at least {} (16 MiB + 64 KiB), so \
+                 one maximal frame fits",
+                MAX_FRAME + MAX_HEADER
+            )));
+        }
+        if self.connection_write_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "connection_write_timeout_secs must be at least 1".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "max_requests_per_connection",
+                self.max_requests_per_connection,
+            ),
+            (
+                "max_parked_pulls_per_connection",
+                self.max_parked_pulls_per_connection,
+            ),
+            ("max_parked_pulls", self.max_parked_pulls),
+            ("max_group_members", self.max_group_members),
+            ("max_dlq_resend", self.max_dlq_resend),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+            }
         }
         Ok(())
     }
@@ -130,26 +241,287 @@ impl Config {
                 .unwrap_or(2)
         }
     }
+
+    /// Every key, and whether its value is a string (a default that serializes to one), taken
+    /// from the serialized defaults so that a new field needs no list kept by hand.
+    fn keys() -> Vec<(String, bool)> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(key, value)| (key, value.is_string()))
+                .collect(),
+            other => unreachable!("Config serializes to a map, not {other:?}"),
+        }
+    }
+}
+
+/// A layer whose errors name keys plainly (`broker_port`, not figment's `default.broker_port`),
+/// optionally under a name of ours instead of the provider's.
+struct Layer<P> {
+    inner: P,
+    name: Option<&'static str>,
+}
+
+impl<P> Layer<P> {
+    fn new(inner: P, name: Option<&'static str>) -> Self {
+        Layer { inner, name }
+    }
+}
+
+impl<P: Provider> Provider for Layer<P> {
+    fn metadata(&self) -> Metadata {
+        let metadata = match self.name {
+            Some(name) => Metadata::named(name),
+            None => self.inner.metadata(),
+        };
+        metadata.interpolater(|_: &Profile, keys: &[&str]| keys.join("."))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// `ROCKTOR_<KEY>` environment variables, for the keys [`Config`] has (others are ignored).
+/// The value of a string key (paths, names, `flush_mode`, `log`) is taken as it is, so
+/// `ROCKTOR_BROKER_NAME=007` stays a string; others are parsed by figment (numbers, `true`/
+/// `false`), then checked against the key's type like any other layer.
+struct EnvVars;
+
+impl Provider for EnvVars {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variables").interpolater(|_: &Profile, keys: &[&str]| {
+            format!("{ENV_PREFIX}{}", keys.join(".").to_ascii_uppercase())
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let keys = Config::keys();
+        let names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+        let mut dict = Dict::new();
+        // `only` matches case-insensitively; `iter` yields the keys lowercased.
+        for (key, raw) in Env::prefixed(ENV_PREFIX).only(&names).iter() {
+            let key = key.as_str();
+            let is_string = keys.iter().any(|(k, is_string)| *is_string && k == key);
+            let value = if is_string {
+                Value::from(raw)
+            } else {
+                raw.parse::<Value>().unwrap_or_else(|never| match never {})
+            };
+            dict.insert(key.to_owned(), value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::Jail;
+    use serde_json::json;
 
-    #[test]
-    fn example_file_parses_and_matches_defaults() {
-        let text = include_str!("../rocktor.example.toml");
-        let c: Config = toml::from_str(text).unwrap();
-        let d = Config::default();
-        assert_eq!(c.broker_port, d.broker_port);
-        assert_eq!(c.flush_mode, d.flush_mode);
-        assert_eq!(c.data_dir, d.data_dir);
-        c.validate().unwrap();
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rocktor.example.toml")
     }
 
     #[test]
-    fn unknown_keys_are_rejected() {
+    fn example_file_is_exactly_the_defaults() {
+        let text = include_str!("../rocktor.example.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        assert_eq!(parsed, Config::default());
+        let layered: Config = Config::file_layers(Some(example_path().as_path()))
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(layered, Config::default());
+        layered.validate().unwrap();
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_example_file() {
+        let text = include_str!("../rocktor.example.toml");
+        let keys = Config::keys();
+        assert!(keys.contains(&("broker_port".into(), false)));
+        assert!(keys.contains(&("advertise".into(), false)));
+        assert!(keys.contains(&("flush_mode".into(), true)));
+        for (key, _) in keys {
+            let entry = format!("{key} = ");
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&entry) || l.starts_with(&format!("# {entry}"))),
+                "{key} is not in rocktor.example.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
         assert!(toml::from_str::<Config>("no_such_knob = 1").is_err());
+        Jail::expect_with(|jail| {
+            jail.create_file("rocktor.toml", "broker_port = 1\nno_such_knob = 1\n")?;
+            let path = jail.directory().join("rocktor.toml");
+            let err = Config::load(Some(path.as_path()), json!({})).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains("no_such_knob"), "{msg}");
+            assert!(msg.contains("rocktor.toml"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_source() {
+        Jail::expect_with(|jail| {
+            jail.create_file("rocktor.toml", "http_port = \"eighty\"\n")?;
+            let path = jail.directory().join("rocktor.toml");
+            let msg = Config::load(Some(path.as_path()), json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("\"http_port\""), "{msg}");
+            assert!(msg.contains("rocktor.toml"), "{msg}");
+
+            jail.set_env("ROCKTOR_BROKER_PORT", "abc");
+            let msg = Config::load(None, json!({})).unwrap_err().to_string();
+            assert!(msg.contains("ROCKTOR_BROKER_PORT"), "{msg}");
+            jail.set_env("ROCKTOR_BROKER_PORT", "10911");
+
+            jail.set_env("ROCKTOR_FLUSH_MODE", "fast");
+            let msg = Config::load(None, json!({})).unwrap_err().to_string();
+            assert!(msg.contains("ROCKTOR_FLUSH_MODE"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "rocktor.toml",
+                "broker_port = 1111\nhttp_port = 2222\nmax_delay_ms = 5000\n\
+                 max_group_members = 7\nlog = \"warn\"\n",
+            )?;
+            let path = jail.directory().join("rocktor.toml");
+
+            let c = Config::load(Some(path.as_path()), json!({})).unwrap();
+            assert_eq!(
+                (c.broker_port, c.max_delay_ms, c.max_group_members),
+                (1111, 5000, 7)
+            );
+
+            jail.set_env("ROCKTOR_BROKER_PORT", "3333");
+            jail.set_env("ROCKTOR_MAX_DELAY_MS", "6000");
+            jail.set_env("ROCKTOR_MAX_GROUP_MEMBERS", "8");
+            let c = Config::load(Some(path.as_path()), json!({})).unwrap();
+            assert_eq!(
+                (c.broker_port, c.max_delay_ms, c.max_group_members),
+                (3333, 6000, 8)
+            );
+
+            let flags = json!({ "broker_port": 4444, "max_delay_ms": 7000 });
+            let c = Config::load(Some(path.as_path()), flags).unwrap();
+            assert_eq!(c.broker_port, 4444);
+            assert_eq!(c.max_delay_ms, 7000);
+            assert_eq!(c.max_group_members, 8);
+            assert_eq!(c.http_port, 2222);
+            assert_eq!(c.log, "warn");
+            assert_eq!(c.namesrv_port, Config::default().namesrv_port);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_values_take_their_keys_types() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ROCKTOR_FLUSH_MODE", "sync");
+            jail.set_env("ROCKTOR_VIP_PORT", "false");
+            jail.set_env("ROCKTOR_LISTEN", "127.0.0.1");
+            jail.set_env("ROCKTOR_ADVERTISE", "10.0.0.5");
+            jail.set_env("ROCKTOR_DATA_DIR", "/var/lib/rocktor");
+            jail.set_env("ROCKTOR_ACL", "conf/plain_acl.yml");
+            jail.set_env("ROCKTOR_BROKER_NAME", "007");
+            jail.set_env("ROCKTOR_MAX_CONNECTION_WRITE_QUEUE_BYTES", "33554432");
+            jail.set_env("ROCKTOR_CONNECTION_IDLE_TIMEOUT_SECS", "0");
+            let c = Config::load(None, json!({})).unwrap();
+            assert_eq!(c.flush_mode, FlushMode::Sync);
+            assert!(!c.vip_port);
+            assert_eq!(c.listen, IpAddr::V4(Ipv4Addr::LOCALHOST));
+            assert_eq!(c.advertise, Some("10.0.0.5".parse().unwrap()));
+            assert_eq!(c.data_dir, PathBuf::from("/var/lib/rocktor"));
+            assert_eq!(c.acl, Some(PathBuf::from("conf/plain_acl.yml")));
+            assert_eq!(c.broker_name, "007");
+            assert_eq!(c.max_connection_write_queue_bytes, 32 << 20);
+            assert_eq!(c.connection_idle_timeout_secs, 0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_rocktor_variables_are_ignored() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ROCKTOR_FOO", "1");
+            jail.set_env("ROCKTOR_CONFIG", "/no/such/rocktor.toml");
+            jail.set_env("ROCKTOR_PYTHON", "/usr/bin/python3");
+            jail.set_env("ROCKTOR_TEST_CLIENTS", "/tmp/clients");
+            jail.set_env("ROCKTOR_BIN", "target/release/rocktor");
+            Config::load(None, json!({})).unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err =
+            Config::load(Some(Path::new("/no/such/dir/rocktor.toml")), json!({})).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/no/such/dir/rocktor.toml"));
+    }
+
+    #[test]
+    fn load_validates() {
+        // In a jail: other tests' jails set ROCKTOR_* variables that `load` would read.
+        Jail::expect_with(|_| {
+            let flags = json!({ "max_requests_per_connection": 0 });
+            let err = Config::load(None, flags).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let bad = [
+            Config {
+                max_requests_per_connection: 0,
+                ..Config::default()
+            },
+            Config {
+                max_connection_write_queue_bytes: 16 << 20,
+                ..Config::default()
+            },
+            Config {
+                max_delay_ms: 999,
+                ..Config::default()
+            },
+            Config {
+                max_parked_pulls: 0,
+                ..Config::default()
+            },
+            Config {
+                connection_write_timeout_secs: 0,
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        Config {
+            max_connection_write_queue_bytes: MAX_FRAME + MAX_HEADER,
+            max_delay_ms: 3_456_000_000,
+            connection_idle_timeout_secs: 0,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

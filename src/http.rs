@@ -18,11 +18,9 @@ pub fn configure(
     broker: Option<BrokerContext>,
 ) {
     cfg.app_data(web::Data::new(metrics))
+        .app_data(web::Data::new(broker.clone()))
         .route("/metrics", web::get().to(metrics_page))
-        .route(
-            "/healthz",
-            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
-        );
+        .route("/healthz", web::get().to(healthz));
     if let Some(b) = broker {
         cfg.app_data(web::Data::new(b))
             .route("/api/groups/{group}/dlq", web::get().to(list_dead_letters))
@@ -43,6 +41,15 @@ async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpRespon
     }
 }
 
+/// 200 "ok"; 503 while the store refuses writes (reads still work).
+async fn healthz(broker: web::Data<Option<BrokerContext>>) -> HttpResponse {
+    match broker.get_ref() {
+        Some(b) if !b.writable() => HttpResponse::ServiceUnavailable()
+            .body("write-unavailable: the store refuses writes (see the broker's log)"),
+        _ => HttpResponse::Ok().body("ok"),
+    }
+}
+
 /// The one place broker errors become HTTP answers.
 fn error_response(e: &BrokerError) -> HttpResponse {
     let body = json!({ "error": e.to_string() });
@@ -52,9 +59,11 @@ fn error_response(e: &BrokerError) -> HttpResponse {
         | BrokerError::NotFound(_) => HttpResponse::NotFound().json(body),
         BrokerError::InvalidParameter(_)
         | BrokerError::MessageIllegal(_)
+        | BrokerError::IllegalDeliveryTime(_)
         | BrokerError::SubscriptionParseFailed(_) => HttpResponse::BadRequest().json(body),
         BrokerError::NoPermission(_) => HttpResponse::Forbidden().json(body),
-        BrokerError::SystemBusy | BrokerError::ShuttingDown => {
+        BrokerError::LimitExceeded(_) => HttpResponse::TooManyRequests().json(body),
+        BrokerError::SystemBusy | BrokerError::ShuttingDown | BrokerError::WriteUnavailable(_) => {
             HttpResponse::ServiceUnavailable().json(body)
         }
         _ => HttpResponse::InternalServerError().json(body),

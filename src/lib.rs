@@ -114,6 +114,18 @@ impl Broker {
             long_polling: config.long_polling,
             enable_property_filter: config.enable_property_filter,
             workers: config.workers(),
+            max_delay_ms: config.max_delay_ms.min(i64::MAX as u64) as i64,
+            max_parked_pulls: config.max_parked_pulls,
+            max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
+            max_group_members: config.max_group_members,
+            max_dlq_resend: config.max_dlq_resend,
+        };
+        let limits = remoting::connection::ConnectionLimits {
+            max_requests_in_flight: config.max_requests_per_connection,
+            max_write_queue_bytes: config.max_connection_write_queue_bytes,
+            idle_timeout: (config.connection_idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.connection_idle_timeout_secs)),
+            write_timeout: Duration::from_secs(config.connection_write_timeout_secs.max(1)),
         };
         if config.acl.is_some() {
             tracing::warn!("an ACL file was given, but ACL enforcement is not implemented yet: requests are not checked");
@@ -140,12 +152,14 @@ impl Broker {
         actix_rt::spawn(remoting::server::serve(
             ns_listener,
             Role::NameServer,
+            limits,
             ctx.clone(),
             rx.clone(),
         ));
         actix_rt::spawn(remoting::server::serve(
             br_listener,
             Role::Broker,
+            limits,
             ctx.clone(),
             rx.clone(),
         ));
@@ -156,6 +170,7 @@ impl Broker {
                     actix_rt::spawn(remoting::server::serve(
                         l,
                         Role::Broker,
+                        limits,
                         ctx.clone(),
                         rx.clone(),
                     ));

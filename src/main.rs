@@ -5,9 +5,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use rocktor::{Broker, Config};
 use rocktor_storage::FlushMode;
+use serde::Serialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -15,35 +16,58 @@ use std::path::PathBuf;
 #[command(
     name = "rocktor",
     version,
-    about = "A message broker that speaks Apache RocketMQ's protocols"
+    about = "A message broker that speaks Apache RocketMQ's protocols",
+    after_help = "Every config key can also be set by a ROCKTOR_<KEY> environment variable \
+                  (e.g. ROCKTOR_BROKER_PORT). Precedence: defaults < config file < \
+                  environment < flags."
 )]
 struct Cli {
     /// TOML config file (see rocktor.example.toml).
     #[arg(long, env = "ROCKTOR_CONFIG")]
     config: Option<PathBuf>,
-    #[arg(long, env = "ROCKTOR_DATA_DIR")]
+    #[command(flatten)]
+    flags: Flags,
+}
+
+// Flags that override config keys: the top layer of `Config::load`. Only the flags given are
+// serialized, so the other keys keep their value from the environment, the file or the
+// defaults. Field names are config keys. (A plain comment: clap would take a doc comment on a
+// flattened struct for the command's about.)
+#[derive(Debug, Args, Serialize)]
+struct Flags {
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// Address to bind the listeners to.
-    #[arg(long, env = "ROCKTOR_LISTEN")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<IpAddr>,
     /// Address announced to clients.
-    #[arg(long, env = "ROCKTOR_ADVERTISE")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     advertise: Option<IpAddr>,
-    #[arg(long, env = "ROCKTOR_NAMESRV_PORT")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     namesrv_port: Option<u16>,
-    #[arg(long, env = "ROCKTOR_BROKER_PORT")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     broker_port: Option<u16>,
     /// HTTP port (0 disables).
-    #[arg(long, env = "ROCKTOR_HTTP_PORT")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     http_port: Option<u16>,
-    #[arg(long, env = "ROCKTOR_GRPC_PORT")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     grpc_port: Option<u16>,
-    #[arg(long, env = "ROCKTOR_FLUSH_MODE", value_parser = parse_flush)]
+    #[arg(long, value_parser = parse_flush)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     flush_mode: Option<FlushMode>,
     /// ACL 1.0 plain_acl.yml.
-    #[arg(long, env = "ROCKTOR_ACL")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     acl: Option<PathBuf>,
-    #[arg(long, env = "ROCKTOR_LOG")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
 }
 
@@ -55,36 +79,9 @@ fn parse_flush(s: &str) -> Result<FlushMode, String> {
     }
 }
 
-impl Cli {
-    fn into_config(self) -> Result<Config, rocktor::config::ConfigError> {
-        let mut c = match &self.config {
-            Some(p) => Config::from_file(p)?,
-            None => Config::default(),
-        };
-        macro_rules! set { ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* } }
-        set!(
-            data_dir,
-            listen,
-            namesrv_port,
-            broker_port,
-            http_port,
-            grpc_port,
-            flush_mode,
-            log
-        );
-        if self.advertise.is_some() {
-            c.advertise = self.advertise;
-        }
-        if self.acl.is_some() {
-            c.acl = self.acl;
-        }
-        Ok(c)
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let config = match cli.into_config() {
+    let config = match Config::load(cli.config.as_deref(), &cli.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rocktor: {e}");

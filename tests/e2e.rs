@@ -2,6 +2,7 @@
 //! over the wire — with rocktor's own remoting client and with PyPI `rocketmq` 0.4.4 (Apache's
 //! C++ client), an independent real client.
 
+mod hardening;
 mod support;
 
 use rocktor::client::request;
@@ -536,16 +537,22 @@ async fn sync_flush_keeps_every_acknowledged_message_through_kill9() {
             .await
         }));
     }
-    let mut acked = 0;
-    for t in tasks {
-        if t.await.unwrap().is_ok() {
-            acked += 1;
-        }
+    // Where each send result said its message is.
+    let mut acked = std::collections::BTreeMap::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap().expect("acknowledged");
+        let q: u32 = r.ext["queueId"].parse().unwrap();
+        let off: u64 = r.ext["queueOffset"].parse().unwrap();
+        assert!(
+            acked.insert((q, off), format!("d{i}")).is_none(),
+            "two sends acknowledged at {q}/{off}"
+        );
     }
-    assert_eq!(acked, 800);
+    assert_eq!(acked.len(), 800);
     b.kill9_and_restart();
     let c = connect(b.broker).await;
-    let mut bodies = std::collections::HashSet::new();
+    let mut stored = std::collections::BTreeMap::new();
+    let mut bodies = Vec::new();
     for q in 0..4 {
         let mut offset = 0;
         loop {
@@ -560,16 +567,24 @@ async fn sync_flush_keeps_every_acknowledged_message_through_kill9() {
                 break;
             }
             for rec in records(&r.body) {
-                bodies.insert(rec.body.clone());
+                let body = String::from_utf8_lossy(&rec.body).into_owned();
+                bodies.push(body.clone());
+                stored.insert((q, rec.queue_offset as u64), body);
             }
             offset = r.ext["nextBeginOffset"].parse().unwrap();
         }
     }
+    // Every acknowledged message is back at the queue and offset its send result named, and
+    // nothing is stored twice (duplicates are counted, not hidden in a set).
     assert_eq!(
-        bodies.len(),
-        800,
-        "every acknowledged message is back after kill -9"
+        stored, acked,
+        "every acknowledged message where its send result said"
     );
+    let mut sorted = bodies.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), bodies.len(), "duplicates after kill -9");
+    assert_eq!(bodies.len(), 800);
 }
 
 #[actix_rt::test]

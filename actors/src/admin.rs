@@ -9,8 +9,7 @@ use crate::model::{self, GroupConfig};
 use crate::service::BrokerContext;
 use std::sync::atomic::Ordering;
 
-/// The largest queue count an admin may give a topic.
-pub const MAX_QUEUES: u32 = 1024;
+pub use crate::model::MAX_QUEUES;
 
 /// Offsets of one queue of a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +87,7 @@ impl BrokerContext {
     /// Creates or replaces a subscription group's configuration.
     pub async fn upsert_group(&self, config: GroupConfig) -> BrokerResult<()> {
         model::validate_group(&config.name).map_err(BrokerError::InvalidParameter)?;
+        model::validate_group_config(&config).map_err(BrokerError::InvalidParameter)?;
         self.broker.send(UpsertGroup { config }).await??;
         Ok(())
     }

@@ -7,8 +7,14 @@
 //! Messages: `CreateTopic`, `DeleteTopic`, `EnsureGroup`, `UpsertGroup`, `DeleteGroup`,
 //! `RegisterAll` (timer: refresh the name-server registration).
 //!
-//! Durability: a metadata change is applied in memory at once (so concurrent requests never
-//! create a topic twice) and acknowledged once the writer made it durable.
+//! Durability: a metadata change is made durable first and published after (a change that
+//! failed to persist is never seen). Changes are atomic responses: the actor takes its next
+//! message only once the current change is published, so concurrent requests never create a
+//! topic twice.
+//!
+//! Write availability: while the store refuses writes, the name server is told every topic is
+//! read-only (write permission withdrawn), so clients send elsewhere; it is restored when
+//! writes succeed again.
 
 use crate::consumer_group::{ConsumerGroup, GroupView, SetConfig};
 use crate::error::BrokerError;
@@ -42,6 +48,39 @@ pub struct BrokerSettings {
     /// SQL92 filters (Apache's `enablePropertyFilter`, off there by default, on here).
     pub enable_property_filter: bool,
     pub workers: usize,
+    /// The longest a scheduled message may wait (ms); later delivery times are refused.
+    pub max_delay_ms: i64,
+    /// Long-poll pulls held at once, broker-wide and per client connection.
+    pub max_parked_pulls: usize,
+    pub max_parked_pulls_per_connection: usize,
+    /// Consumer clients one group admits.
+    pub max_group_members: usize,
+    /// Dead letters one re-send request may move.
+    pub max_dlq_resend: usize,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_addr: SocketAddr::from(([127, 0, 0, 1], 10911)),
+            auto_create_topic: true,
+            auto_create_group: true,
+            default_topic_queues: 8,
+            max_message_size: 4 << 20,
+            queue_limits: QueueLimits::default(),
+            long_polling: true,
+            enable_property_filter: true,
+            workers: 2,
+            max_delay_ms: 365 * 86_400_000,
+            max_parked_pulls: 131_072,
+            max_parked_pulls_per_connection: 4096,
+            max_group_members: 10_000,
+            max_dlq_resend: 1000,
+        }
+    }
 }
 
 pub struct TopicHandle {
@@ -83,14 +122,20 @@ pub struct BrokerActor {
     next_topic_id: u32,
     bounds: HashMap<(u32, u32), QueueBounds>,
     offsets: HashMap<String, HashMap<(String, u32), i64>>,
+    /// What the name server was last told about write availability.
+    advertised_writable: bool,
 }
 
-fn topic_route(c: &TopicConfig) -> TopicRoute {
+fn topic_route(c: &TopicConfig, writable: bool) -> TopicRoute {
     TopicRoute {
         topic: c.name.clone(),
         read_queues: c.read_queues,
         write_queues: c.write_queues,
-        perm: c.perm,
+        perm: if writable {
+            c.perm
+        } else {
+            c.perm & !crate::model::PERM_WRITE
+        },
         topic_sys_flag: c.topic_sys_flag,
         order: c.order,
     }
@@ -121,23 +166,20 @@ impl BrokerActor {
             next_topic_id: recovery.next_topic_id,
             bounds: recovery.bounds,
             offsets: recovery.offsets,
+            advertised_writable: true,
         };
         let mut reg = Registry::default();
         for t in recovery.topics {
             let h = me.start_topic(t, None);
             reg.topics.insert(h.config.name.clone(), h);
         }
-        let mut groups: BTreeMap<String, GroupConfig> = recovery
+        // Groups are those with a stored config: the offsets of a deleted group stay (Apache
+        // keeps them unless asked to clean) and come back with the group, not before it.
+        let groups: BTreeMap<String, GroupConfig> = recovery
             .groups
             .into_iter()
             .map(|g| (g.name.clone(), g))
             .collect();
-        // Groups that only have offsets (created before their config was saved) come back too.
-        for g in me.offsets.keys() {
-            groups
-                .entry(g.clone())
-                .or_insert_with(|| GroupConfig::new(g));
-        }
         for (_, g) in groups {
             let h = me.start_group(g);
             reg.groups.insert(h.config.name.clone(), h);
@@ -171,7 +213,8 @@ impl BrokerActor {
                     continue;
                 }
             }
-            let bounds = self.bounds.remove(&(config.id, qid)).unwrap_or_default();
+            // Recovered at start-up, or read by the queue itself (a queue added later).
+            let bounds = self.bounds.remove(&(config.id, qid));
             let st = Arc::new(QueueStats::default());
             let (store, writer, limits, topic, tid) = (
                 self.store.clone(),
@@ -198,8 +241,9 @@ impl BrokerActor {
         let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
         let offsets = self.offsets.remove(&config.name).unwrap_or_default();
         let (writer, v2, c2) = (self.writer.clone(), view.clone(), config.clone());
+        let max_members = self.settings.max_group_members;
         let addr = ConsumerGroup::start_in_arbiter(&self.arbiter(), move |_| {
-            ConsumerGroup::new(c2, offsets, writer, v2)
+            ConsumerGroup::new(c2, offsets, writer, v2).with_max_members(max_members)
         });
         Arc::new(GroupHandle { config, addr, view })
     }
@@ -226,10 +270,11 @@ impl BrokerActor {
 
     fn register_all(&self) {
         let reg = self.registry.load();
+        let writable = self.writer.is_healthy();
         let topics = reg
             .topics
             .values()
-            .map(|t| topic_route(&t.config))
+            .map(|t| topic_route(&t.config, writable))
             .collect();
         self.routes.do_send(RegisterBroker {
             cluster: self.settings.cluster_name.clone(),
@@ -247,6 +292,20 @@ impl Actor for BrokerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.register_all();
         ctx.run_interval(Duration::from_secs(30), |act, _| act.register_all());
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            let writable = act.writer.is_healthy();
+            if writable != act.advertised_writable {
+                act.advertised_writable = writable;
+                if writable {
+                    tracing::warn!("the store takes writes again: write permission restored");
+                } else {
+                    tracing::error!(
+                        "the store refuses writes: write permission withdrawn at the name server"
+                    );
+                }
+                act.register_all();
+            }
+        });
     }
 }
 
@@ -273,8 +332,15 @@ impl Message for CreateTopic {
     type Result = Result<Arc<TopicHandle>, BrokerError>;
 }
 
+/// An answer the broker actor gives before it takes its next message.
+type Atomic<T> = AtomicResponse<BrokerActor, Result<T, BrokerError>>;
+
+fn atomic_ready<T: 'static>(r: Result<T, BrokerError>) -> Atomic<T> {
+    AtomicResponse::new(Box::pin(fut::ready(r)))
+}
+
 impl Handler<CreateTopic> for BrokerActor {
-    type Result = ResponseFuture<Result<Arc<TopicHandle>, BrokerError>>;
+    type Result = Atomic<Arc<TopicHandle>>;
 
     fn handle(&mut self, msg: CreateTopic, _: &mut Self::Context) -> Self::Result {
         let existing = self.registry.load().topics.get(&msg.spec.name).cloned();
@@ -285,8 +351,7 @@ impl Handler<CreateTopic> for BrokerActor {
                 && h.config.order == msg.spec.order
                 && h.config.topic_sys_flag == msg.spec.topic_sys_flag;
             if msg.only_if_absent || same {
-                let h = h.clone();
-                return Box::pin(async move { Ok(h) });
+                return atomic_ready(Ok(h.clone()));
             }
         }
         let mut batch = AppendBatch::default();
@@ -316,28 +381,30 @@ impl Handler<CreateTopic> for BrokerActor {
         };
         let encoded = match encode_meta(&config) {
             Ok(v) => v,
-            Err(e) => return Box::pin(async move { Err(e) }),
+            Err(e) => return atomic_ready(Err(e)),
         };
         batch.puts.push((
             cf::META,
             keys::meta_key(MetaKind::Topic, &config.name),
             encoded,
         ));
-        let handle = self.start_topic(config, existing.as_deref());
-        let h2 = handle.clone();
-        self.publish(|r| {
-            r.topics.insert(h2.config.name.clone(), h2);
-        });
-        self.routes.do_send(UpsertTopicRoute {
-            broker_name: self.settings.broker_name.clone(),
-            route: topic_route(&handle.config),
-        });
-        tracing::info!(topic = %handle.config.name, read = handle.config.read_queues, write = handle.config.write_queues, "topic created or updated");
         let persisted = self.persist(batch);
-        Box::pin(async move {
-            persisted.await?;
-            Ok(handle)
-        })
+        AtomicResponse::new(Box::pin(persisted.into_actor(self).map(
+            move |res, act, _| {
+                res?;
+                let handle = act.start_topic(config, existing.as_deref());
+                let h2 = handle.clone();
+                act.publish(|r| {
+                    r.topics.insert(h2.config.name.clone(), h2);
+                });
+                act.routes.do_send(UpsertTopicRoute {
+                    broker_name: act.settings.broker_name.clone(),
+                    route: topic_route(&handle.config, act.writer.is_healthy()),
+                });
+                tracing::info!(topic = %handle.config.name, read = handle.config.read_queues, write = handle.config.write_queues, "topic created or updated");
+                Ok(handle)
+            },
+        )))
     }
 }
 
@@ -350,22 +417,12 @@ impl Message for DeleteTopic {
 }
 
 impl Handler<DeleteTopic> for BrokerActor {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
+    type Result = Atomic<()>;
 
     fn handle(&mut self, msg: DeleteTopic, _: &mut Self::Context) -> Self::Result {
         let Some(h) = self.registry.load().topics.get(&msg.name).cloned() else {
-            return Box::pin(async { Ok(()) });
+            return atomic_ready(Ok(()));
         };
-        for q in &h.queues {
-            q.do_send(StopQueue);
-        }
-        self.publish(|r| {
-            r.topics.remove(&msg.name);
-        });
-        self.routes.do_send(RemoveTopicRoute {
-            broker_name: Some(self.settings.broker_name.clone()),
-            topic: msg.name.clone(),
-        });
         let mut batch = AppendBatch::default();
         batch
             .deletes
@@ -377,8 +434,24 @@ impl Handler<DeleteTopic> for BrokerActor {
             keys::cq_key(id, 0, 0).to_vec(),
             keys::cq_key(id.saturating_add(1), 0, 0).to_vec(),
         ));
-        tracing::info!(topic = %msg.name, "topic deleted");
-        Box::pin(self.persist(batch))
+        let persisted = self.persist(batch);
+        AtomicResponse::new(Box::pin(persisted.into_actor(self).map(
+            move |res, act, _| {
+                res?;
+                for q in &h.queues {
+                    q.do_send(StopQueue);
+                }
+                act.publish(|r| {
+                    r.topics.remove(&msg.name);
+                });
+                act.routes.do_send(RemoveTopicRoute {
+                    broker_name: Some(act.settings.broker_name.clone()),
+                    topic: msg.name.clone(),
+                });
+                tracing::info!(topic = %msg.name, "topic deleted");
+                Ok(())
+            },
+        )))
     }
 }
 
@@ -392,14 +465,14 @@ impl Message for EnsureGroup {
 }
 
 impl Handler<EnsureGroup> for BrokerActor {
-    type Result = ResponseFuture<Result<Arc<GroupHandle>, BrokerError>>;
+    type Result = Atomic<Arc<GroupHandle>>;
 
     fn handle(&mut self, msg: EnsureGroup, ctx: &mut Self::Context) -> Self::Result {
         if let Some(h) = self.registry.load().groups.get(&msg.name).cloned() {
-            return Box::pin(async move { Ok(h) });
+            return atomic_ready(Ok(h));
         }
         if !self.settings.auto_create_group {
-            return Box::pin(async move { Err(BrokerError::GroupNotExist(msg.name)) });
+            return atomic_ready(Err(BrokerError::GroupNotExist(msg.name)));
         }
         <Self as Handler<UpsertGroup>>::handle(
             self,
@@ -420,39 +493,41 @@ impl Message for UpsertGroup {
 }
 
 impl Handler<UpsertGroup> for BrokerActor {
-    type Result = ResponseFuture<Result<Arc<GroupHandle>, BrokerError>>;
+    type Result = Atomic<Arc<GroupHandle>>;
 
     fn handle(&mut self, msg: UpsertGroup, _: &mut Self::Context) -> Self::Result {
         let encoded = match encode_meta(&msg.config) {
             Ok(v) => v,
-            Err(e) => return Box::pin(async move { Err(e) }),
+            Err(e) => return atomic_ready(Err(e)),
         };
-        let existing = self.registry.load().groups.get(&msg.config.name).cloned();
-        let handle = match existing {
-            Some(h) => {
-                h.addr.do_send(SetConfig(msg.config.clone()));
-                Arc::new(GroupHandle {
-                    config: msg.config.clone(),
-                    addr: h.addr.clone(),
-                    view: h.view.clone(),
-                })
-            }
-            None => self.start_group(msg.config.clone()),
-        };
-        let h2 = handle.clone();
-        self.publish(|r| {
-            r.groups.insert(h2.config.name.clone(), h2);
-        });
         let batch = AppendBatch::default().put(
             cf::META,
             keys::meta_key(MetaKind::Group, &msg.config.name),
             encoded,
         );
         let persisted = self.persist(batch);
-        Box::pin(async move {
-            persisted.await?;
-            Ok(handle)
-        })
+        AtomicResponse::new(Box::pin(persisted.into_actor(self).map(
+            move |res, act, _| {
+                res?;
+                let existing = act.registry.load().groups.get(&msg.config.name).cloned();
+                let handle = match existing {
+                    Some(h) => {
+                        h.addr.do_send(SetConfig(msg.config.clone()));
+                        Arc::new(GroupHandle {
+                            config: msg.config.clone(),
+                            addr: h.addr.clone(),
+                            view: h.view.clone(),
+                        })
+                    }
+                    None => act.start_group(msg.config.clone()),
+                };
+                let h2 = handle.clone();
+                act.publish(|r| {
+                    r.groups.insert(h2.config.name.clone(), h2);
+                });
+                Ok(handle)
+            },
+        )))
     }
 }
 
@@ -466,11 +541,11 @@ impl Message for DeleteGroup {
 }
 
 impl Handler<DeleteGroup> for BrokerActor {
-    type Result = ResponseFuture<Result<(), BrokerError>>;
+    type Result = Atomic<()>;
 
     fn handle(&mut self, msg: DeleteGroup, _: &mut Self::Context) -> Self::Result {
         let Some(h) = self.registry.load().groups.get(&msg.name).cloned() else {
-            return Box::pin(async { Ok(()) });
+            return atomic_ready(Ok(()));
         };
         let mut batch = AppendBatch::default();
         batch
@@ -483,10 +558,16 @@ impl Handler<DeleteGroup> for BrokerActor {
             to.push(1);
             batch.delete_ranges.push((cf::OFFSETS, from, to));
         }
-        h.addr.do_send(crate::consumer_group::Stop);
-        self.publish(|r| {
-            r.groups.remove(&msg.name);
-        });
-        Box::pin(self.persist(batch))
+        let persisted = self.persist(batch);
+        AtomicResponse::new(Box::pin(persisted.into_actor(self).map(
+            move |res, act, _| {
+                res?;
+                h.addr.do_send(crate::consumer_group::Stop);
+                act.publish(|r| {
+                    r.groups.remove(&msg.name);
+                });
+                Ok(())
+            },
+        )))
     }
 }

@@ -8,7 +8,10 @@
 //!
 //! Durability: committed offsets are kept in memory and written through the group-commit writer
 //! every second and on shutdown (`FlushOffsets`), like Apache's 5-second consumerOffset flush.
-//! A crash can replay up to a second of consumption; it never skips a message.
+//! A crash can replay up to a second of consumption; it never skips a message. A flush that
+//! fails marks its offsets dirty again, so the next one writes them.
+//!
+//! Members are bounded (`max_members`): a heartbeat of one more client is refused.
 //!
 //! The subscription table is published as an immutable snapshot (`GroupView`) so that pulls read
 //! it without a message to this actor.
@@ -131,6 +134,7 @@ pub struct ConsumerGroup {
     dirty: HashSet<(String, u32)>,
     writer: Writer,
     view: Arc<ArcSwap<GroupView>>,
+    max_members: usize,
 }
 
 impl ConsumerGroup {
@@ -148,7 +152,14 @@ impl ConsumerGroup {
             dirty: HashSet::new(),
             writer,
             view,
+            max_members: 10_000,
         }
+    }
+
+    /// The most clients the group admits.
+    pub fn with_max_members(mut self, n: usize) -> Self {
+        self.max_members = n.max(1);
+        self
     }
 
     fn publish_view(&self) {
@@ -243,13 +254,15 @@ impl ConsumerGroup {
         self.notify_members();
     }
 
-    fn offsets_batch(&mut self) -> Option<AppendBatch> {
+    /// The dirty offsets as one batch, and their keys (dirty again if the write fails).
+    fn offsets_batch(&mut self) -> Option<(AppendBatch, Vec<(String, u32)>)> {
         if self.dirty.is_empty() {
             return None;
         }
         let mut batch = AppendBatch::default();
-        for key in self.dirty.drain() {
-            if let Some(off) = self.offsets.get(&key) {
+        let keys: Vec<(String, u32)> = self.dirty.drain().collect();
+        for key in &keys {
+            if let Some(off) = self.offsets.get(key) {
                 batch.puts.push((
                     cf::OFFSETS,
                     keys::offset_key(&self.name, &key.0, key.1),
@@ -257,7 +270,33 @@ impl ConsumerGroup {
                 ));
             }
         }
-        Some(batch)
+        Some((batch, keys))
+    }
+
+    /// Writes the dirty offsets; a failure puts them back for the next flush.
+    fn flush(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let Some((batch, keys)) = self.offsets_batch() else {
+            let _ = tx.send(Ok(()));
+            return rx;
+        };
+        let written = self.writer.submit(batch);
+        ctx.spawn(written.into_actor(self).map(move |res, act, _| {
+            let res = match res {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the storage writer stopped".to_string()),
+            };
+            if let Err(e) = &res {
+                tracing::warn!(group = %act.name, error = %e, "offset flush failed; retrying with the next one");
+                act.dirty.extend(keys);
+            }
+            let _ = tx.send(res);
+        }));
+        rx
     }
 }
 
@@ -267,11 +306,9 @@ impl Actor for ConsumerGroup {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16384);
         self.publish_view();
-        ctx.run_interval(OFFSET_FLUSH_EVERY, |act, _| {
-            if let Some(batch) = act.offsets_batch() {
-                // Not awaited: the next flush or shutdown covers a failed one.
-                drop(act.writer.submit(batch));
-            }
+        ctx.run_interval(OFFSET_FLUSH_EVERY, |act, ctx| {
+            // Not awaited here: a failed flush marks its offsets dirty again.
+            drop(act.flush(ctx));
         });
         ctx.run_interval(Duration::from_secs(10), |act, _| {
             act.expire_idle(Instant::now())
@@ -298,15 +335,21 @@ pub struct Heartbeat {
 }
 
 impl Message for Heartbeat {
-    type Result = bool;
+    type Result = Result<bool, crate::BrokerError>;
 }
 
 impl Handler<Heartbeat> for ConsumerGroup {
-    type Result = bool;
+    type Result = Result<bool, crate::BrokerError>;
 
-    fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) -> bool {
+    fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
         let client_id = msg.info.client_id.clone();
+        if !self.members.contains_key(&client_id) && self.members.len() >= self.max_members {
+            return Err(crate::BrokerError::LimitExceeded(format!(
+                "the consumer group {} already has {} clients, the most it admits",
+                self.name, self.max_members
+            )));
+        }
         let changed = match self.members.get_mut(&client_id) {
             Some(m) => {
                 let subs_changed = m.info.subscriptions != msg.info.subscriptions;
@@ -335,7 +378,7 @@ impl Handler<Heartbeat> for ConsumerGroup {
                 true
             }
         };
-        changed
+        Ok(changed)
     }
 }
 
@@ -506,18 +549,9 @@ impl Message for FlushOffsets {
 impl Handler<FlushOffsets> for ConsumerGroup {
     type Result = ResponseFuture<Result<(), String>>;
 
-    fn handle(&mut self, _: FlushOffsets, _: &mut Self::Context) -> Self::Result {
-        let rx = self.offsets_batch().map(|b| self.writer.submit(b));
-        Box::pin(async move {
-            match rx {
-                None => Ok(()),
-                Some(rx) => match rx.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("writer stopped".into()),
-                },
-            }
-        })
+    fn handle(&mut self, _: FlushOffsets, ctx: &mut Self::Context) -> Self::Result {
+        let rx = self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the group stopped".into())) })
     }
 }
 
@@ -686,6 +720,7 @@ mod tests {
                 channel: a.clone()
             })
             .await
+            .unwrap()
             .unwrap());
         assert!(!g
             .send(Heartbeat {
@@ -693,6 +728,7 @@ mod tests {
                 channel: a.clone()
             })
             .await
+            .unwrap()
             .unwrap());
         assert!(g
             .send(Heartbeat {
@@ -700,6 +736,7 @@ mod tests {
                 channel: b.clone()
             })
             .await
+            .unwrap()
             .unwrap());
         assert_eq!(g.send(ListClientIds).await.unwrap(), vec!["a", "b"]);
         assert!(a.notified.load(Ordering::SeqCst) >= 1);
@@ -732,6 +769,75 @@ mod tests {
         g.send(FlushOffsets).await.unwrap().unwrap();
         let rec = store.recover().unwrap();
         assert_eq!(rec.offsets, vec![("g".to_string(), "T".to_string(), 0, 7)]);
+        writer.close();
+        store.stop_background_work();
+    }
+
+    #[actix::test]
+    async fn members_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
+        let writer = store.start_writer(0).unwrap();
+        let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
+        let g = ConsumerGroup::new(GroupConfig::new("g"), HashMap::new(), writer.clone(), view)
+            .with_max_members(2)
+            .start();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            let ch = Arc::new(FakeChannel {
+                id: i as u64,
+                notified: AtomicUsize::new(0),
+            });
+            let r = g
+                .send(Heartbeat {
+                    info: info(id, "*", 1),
+                    channel: ch,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.is_ok(), i < 2, "member {id}: {r:?}");
+        }
+        writer.close();
+        store.stop_background_work();
+    }
+
+    /// A failed offset flush marks the offsets dirty again: the next flush writes them.
+    #[actix::test]
+    async fn a_failed_offset_flush_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Sync).unwrap();
+        let writer = store.start_writer(0).unwrap();
+        let view = Arc::new(ArcSwap::from_pointee(GroupView::default()));
+        let g =
+            ConsumerGroup::new(GroupConfig::new("g"), HashMap::new(), writer.clone(), view).start();
+        g.send(CommitOffset {
+            topic: "T".into(),
+            queue_id: 0,
+            offset: 42,
+        })
+        .await
+        .unwrap();
+        fail::cfg(
+            "storage::write",
+            &format!("return({})", dir.path().display()),
+        )
+        .unwrap();
+        assert!(g.send(FlushOffsets).await.unwrap().is_err());
+        fail::remove("storage::write");
+        // The writer probes before its next write; the flush then succeeds and is stored.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if g.send(FlushOffsets).await.unwrap().is_ok()
+                && store.recover().unwrap().offsets.len() == 1
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "offsets never written");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let rec = store.recover().unwrap();
+        assert_eq!(rec.offsets, vec![("g".to_string(), "T".to_string(), 0, 42)]);
         writer.close();
         store.stop_background_work();
     }

@@ -6,12 +6,18 @@ pub enum BrokerError {
     TopicNotExist(String),
     #[error("{0}")]
     MessageIllegal(String),
+    /// A delivery time beyond the broker's maximum delay.
+    #[error("{0}")]
+    IllegalDeliveryTime(String),
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{0}")]
     NoPermission(String),
     #[error("[REJECTREQUEST]system busy, start flow control for a while")]
     SystemBusy,
+    /// A bound on what one peer may make the broker hold (members, parked pulls, ...).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("subscription group [{0}] does not exist")]
     GroupNotExist(String),
     #[error("the consumer's subscription not exist, group: {0}")]
@@ -22,6 +28,9 @@ pub enum BrokerError {
     SubscriptionParseFailed(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// The store refuses writes (a write failed); reads go on. Nothing was stored.
+    #[error("service not available now: {0}")]
+    WriteUnavailable(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -32,7 +41,12 @@ pub enum BrokerError {
 
 impl From<rocktor_storage::StorageError> for BrokerError {
     fn from(e: rocktor_storage::StorageError) -> Self {
-        BrokerError::Storage(e.to_string())
+        use rocktor_storage::StorageError as S;
+        match e {
+            S::Busy => BrokerError::SystemBusy,
+            S::Unavailable(m) => BrokerError::WriteUnavailable(m),
+            e => BrokerError::Storage(e.to_string()),
+        }
     }
 }
 

@@ -36,8 +36,24 @@ pub fn delay_of_level(level: i32) -> i64 {
 }
 
 /// When a message asks to be delivered, if later than now: a delay level (`DELAY`), the 5.x
-/// timer properties, or Aliyun ONS's `__STARTDELIVERTIME` (absolute epoch ms).
-pub fn due_time(props: &str, now_ms: i64) -> Option<i64> {
+/// timer properties, or Aliyun ONS's `__STARTDELIVERTIME` (absolute epoch ms). The arithmetic
+/// saturates (a `TIMER_DELAY_MS` of i64::MAX is "too far", never "now"), and a time more than
+/// `max_delay_ms` ahead is refused (`IllegalDeliveryTime`, which each front end maps to its own
+/// code).
+pub fn due_time(props: &str, now_ms: i64, max_delay_ms: i64) -> Result<Option<i64>, BrokerError> {
+    let due = requested_due_time(props, now_ms);
+    match due {
+        Some(d) if d.saturating_sub(now_ms) > max_delay_ms => {
+            Err(BrokerError::IllegalDeliveryTime(format!(
+                "the message asks to be delivered {} ms from now, beyond the maximum delay of {max_delay_ms} ms",
+                d.saturating_sub(now_ms)
+            )))
+        }
+        d => Ok(d),
+    }
+}
+
+fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
     let [delay, deliver_ms, delay_sec, delay_ms, start_deliver] = properties::lookup(
         props,
         [
@@ -50,13 +66,13 @@ pub fn due_time(props: &str, now_ms: i64) -> Option<i64> {
     )
     .map(|v| v.and_then(|v| v.trim().parse::<i64>().ok()));
     let due = if let Some(level) = delay.filter(|l| *l > 0) {
-        now_ms + delay_of_level(level as i32)
+        now_ms.saturating_add(delay_of_level(level.min(i32::MAX as i64) as i32))
     } else if let Some(at) = deliver_ms {
         at
     } else if let Some(s) = delay_sec {
-        now_ms + s.saturating_mul(1000)
+        now_ms.saturating_add(s.saturating_mul(1000))
     } else if let Some(ms) = delay_ms {
-        now_ms + ms
+        now_ms.saturating_add(ms)
     } else {
         start_deliver?
     };
@@ -131,13 +147,20 @@ pub fn encode_record(
 }
 
 /// Rebuilds a prepared message from a stored record (scheduled delivery, retries), with the
-/// given properties.
-pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
+/// given properties. The properties must fit the record's 16-bit length field; the broker's
+/// additions (retry topic, origin ids) can push a message that fitted over it.
+pub fn from_record(rec: &Record, properties: String) -> Result<PreparedMessage, BrokerError> {
+    if properties.len() > MAX_PROPERTIES {
+        return Err(BrokerError::MessageIllegal(format!(
+            "the message properties length {} is greater than the maximum {MAX_PROPERTIES}",
+            properties.len()
+        )));
+    }
     let (tag_hash, keys) = tag_hash_and_keys(&properties);
     let uniq_key = properties::get(&properties, PROP_UNIQ_KEY)
         .unwrap_or_default()
         .to_string();
-    PreparedMessage {
+    Ok(PreparedMessage {
         body: rec.body.clone(),
         flag: rec.flag,
         properties,
@@ -148,7 +171,7 @@ pub fn from_record(rec: &Record, properties: String) -> PreparedMessage {
         tag_hash,
         uniq_key,
         keys,
-    }
+    })
 }
 
 /// The consume-queue tag code (Java hash of TAGS, 0 without a tag) and the space-separated
@@ -296,8 +319,44 @@ mod tests {
     }
 
     #[test]
+    fn delays_saturate_and_respect_the_maximum() {
+        let now = 1_000_000;
+        let max = 365 * 86_400_000;
+        for props in [
+            format!("TIMER_DELAY_MS\u{1}{}\u{2}", i64::MAX),
+            format!("TIMER_DELAY_SEC\u{1}{}\u{2}", i64::MAX),
+            format!("TIMER_DELIVER_MS\u{1}{}\u{2}", i64::MAX),
+            format!("__STARTDELIVERTIME\u{1}{}\u{2}", now + max + 1),
+        ] {
+            let e = due_time(&props, now, max).unwrap_err();
+            assert!(
+                matches!(e, BrokerError::IllegalDeliveryTime(_)),
+                "{props}: {e}"
+            );
+        }
+        assert_eq!(
+            due_time(&format!("TIMER_DELAY_MS\u{1}{max}\u{2}"), now, max).unwrap(),
+            Some(now + max)
+        );
+        assert_eq!(
+            due_time(&format!("TIMER_DELAY_MS\u{1}{}\u{2}", i64::MIN), now, max).unwrap(),
+            None,
+            "a delay in the past is now"
+        );
+        assert_eq!(
+            due_time(&format!("DELAY\u{1}{}\u{2}", i64::MAX), now, max).unwrap(),
+            Some(now + 7_200_000)
+        );
+    }
+
+    fn due_time(props: &str, now: i64, max: i64) -> Result<Option<i64>, BrokerError> {
+        super::due_time(props, now, max)
+    }
+
+    #[test]
     fn due_times() {
         let now = 1_000_000;
+        let due_time = |p: &str, now: i64| super::due_time(p, now, i64::MAX).unwrap();
         assert_eq!(due_time("DELAY\u{1}2\u{2}", now), Some(now + 5_000));
         assert_eq!(due_time("DELAY\u{1}99\u{2}", now), Some(now + 7_200_000));
         assert_eq!(due_time("DELAY\u{1}0\u{2}", now), None);

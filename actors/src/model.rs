@@ -40,8 +40,10 @@ pub struct TopicConfig {
 }
 
 impl TopicConfig {
+    /// Queues to run: the larger of read and write, never above `MAX_QUEUES` (a config stored
+    /// before that rule cannot make a restart start millions of actors).
     pub fn queue_count(&self) -> u32 {
-        self.read_queues.max(self.write_queues)
+        self.read_queues.max(self.write_queues).min(MAX_QUEUES)
     }
     pub fn readable(&self) -> bool {
         self.perm & PERM_READ != 0
@@ -85,6 +87,21 @@ impl GroupConfig {
     }
 }
 
+/// The largest queue count a topic (or a group's retry topic) may have; larger requests and
+/// stored configs are clamped or refused, so no request can make the broker start more actors.
+pub const MAX_QUEUES: u32 = 1024;
+
+/// MessageSysFlag's transaction bits and the prepared ("half") value.
+const SYS_FLAG_TRANSACTION_MASK: i32 = 0xC;
+const SYS_FLAG_TRANSACTION_PREPARED: i32 = 0x4;
+
+/// Whether a send is a transaction's half message (`TRAN_MSG=true` or the prepared sys flag).
+pub fn is_half_message(sys_flag: i32, properties: &str) -> bool {
+    sys_flag & SYS_FLAG_TRANSACTION_MASK == SYS_FLAG_TRANSACTION_PREPARED
+        || rocktor_storage::properties::get(properties, "TRAN_MSG")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// `^[%|a-zA-Z0-9_-]+$`
 pub fn valid_name_chars(name: &str) -> bool {
     !name.is_empty()
@@ -115,6 +132,26 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The numbers of a group's configuration an admin may set (Apache keeps them in range too).
+pub fn validate_group_config(g: &GroupConfig) -> Result<(), String> {
+    if g.retry_queue_nums > MAX_QUEUES {
+        return Err(format!(
+            "retryQueueNums {} is out of range 0..{MAX_QUEUES}",
+            g.retry_queue_nums
+        ));
+    }
+    if !(-1..=MAX_RETRY_TIMES).contains(&g.retry_max_times) {
+        return Err(format!(
+            "retryMaxTimes {} is out of range -1..{MAX_RETRY_TIMES}",
+            g.retry_max_times
+        ));
+    }
+    Ok(())
+}
+
+/// The largest retry budget a group may have (well past the 16 of Apache's default).
+pub const MAX_RETRY_TIMES: i32 = 10_000;
 
 pub fn validate_group(name: &str) -> Result<(), String> {
     if !valid_name_chars(name) {

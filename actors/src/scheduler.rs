@@ -1,8 +1,11 @@
 //! Scheduler — delayed delivery: delay levels, the 5.x timer properties, ONS start-deliver
 //! times, and the back-off of consumer retries.
 //!
-//! State it owns: the delivery floor (every timer entry due before it was delivered) and
-//! whether a delivery round is running.
+//! State it owns: the delivery floor (every timer entry due before it was delivered, so rounds
+//! need not scan the tombstones of delivered entries) and whether a delivery round is running.
+//! A `Schedule` due before the floor (a short delay written while a round ran, a clock step
+//! back) lowers the floor, and a round that ends never raises it past such an entry. Rounds run
+//! beside the mailbox: a round waiting on a queue never holds up new delayed sends.
 //!
 //! Messages: `Schedule` (store records now, deliver them later) and its own 100 ms tick.
 //!
@@ -31,13 +34,19 @@ const ROUND: usize = 512;
 /// Due messages of one queue, with their timer entries to delete in the same write.
 type QueueBatch = (Vec<PreparedMessage>, Vec<(&'static str, Vec<u8>)>);
 
+/// Wall-clock milliseconds; tests step it.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 pub struct Scheduler {
     store: Store,
     writer: Writer,
     registry: Arc<ArcSwap<Registry>>,
     store_host: SocketAddr,
     floor_ms: i64,
+    /// The earliest due time scheduled since the running round started.
+    lowest_since_round: i64,
     busy: bool,
+    clock: Clock,
 }
 
 impl Scheduler {
@@ -53,8 +62,16 @@ impl Scheduler {
             registry,
             store_host,
             floor_ms: 0,
+            lowest_since_round: i64::MAX,
             busy: false,
+            clock: Arc::new(crate::now_ms),
         }
+    }
+
+    /// The same scheduler on another clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn start_round(&mut self, ctx: &mut Context<Self>) {
@@ -62,7 +79,8 @@ impl Scheduler {
             return;
         }
         self.busy = true;
-        let (store, floor, now) = (self.store.clone(), self.floor_ms, crate::now_ms());
+        self.lowest_since_round = i64::MAX;
+        let (store, floor, now) = (self.store.clone(), self.floor_ms, (self.clock)());
         let scan = async move {
             tokio::task::spawn_blocking(move || store.due_timers(floor, now, ROUND))
                 .await
@@ -89,11 +107,12 @@ impl Scheduler {
             })
             .map(|new_floor, act, _| {
                 if let Some(f) = new_floor {
-                    act.floor_ms = act.floor_ms.max(f);
+                    // Never past an entry scheduled during the round with an earlier due time.
+                    act.floor_ms = act.floor_ms.max(f.min(act.lowest_since_round));
                 }
                 act.busy = false;
             })
-            .wait(ctx);
+            .spawn(ctx);
     }
 
     /// Appends due records to their queues, deleting their timer entries in the same atomic
@@ -117,8 +136,13 @@ impl Scheduler {
                     continue;
                 };
                 let props = properties::without(&rec.properties, &DELAY_PROPERTIES);
+                let Ok(m) = from_record(&rec, props) else {
+                    tracing::error!(topic = %t.topic, "dropping a delayed message whose properties do not fit a record");
+                    dropped.deletes.push((cf::TIMER, t.key.clone()));
+                    continue;
+                };
                 let entry = by_queue.entry((t.topic.clone(), t.queue_id)).or_default();
-                entry.0.push(from_record(&rec, props));
+                entry.0.push(m);
                 entry.1.push((cf::TIMER, t.key.clone()));
             }
             let mut all_ok = true;
@@ -184,7 +208,10 @@ impl Handler<Schedule> for Scheduler {
     type Result = ResponseFuture<Result<Vec<u64>, BrokerError>>;
 
     fn handle(&mut self, msg: Schedule, _: &mut Self::Context) -> Self::Result {
-        let now = crate::now_ms();
+        let now = (self.clock)();
+        // An entry due before the floor would be skipped by every later round.
+        self.floor_ms = self.floor_ms.min(msg.due_ms);
+        self.lowest_since_round = self.lowest_since_round.min(msg.due_ms);
         let records = msg
             .messages
             .iter()
@@ -199,16 +226,165 @@ impl Handler<Schedule> for Scheduler {
                 index_keys: Vec::new(),
             })
             .collect();
-        let rx = self.writer.submit(AppendBatch {
+        let rx = self.writer.try_submit(AppendBatch {
             records,
             ..Default::default()
         });
         Box::pin(async move {
-            match rx.await {
+            match rx?.await {
                 Ok(Ok(done)) => Ok(done.seqs),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
             }
         })
+    }
+}
+
+/// A `Schedule` that answers through its own channel (see `topic_queue::AppendReply`): busy
+/// only when nothing was enqueued, otherwise the caller waits for the outcome.
+pub struct ScheduleReply {
+    pub schedule: Schedule,
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, BrokerError>>,
+}
+
+impl Message for ScheduleReply {
+    type Result = ();
+}
+
+impl Handler<ScheduleReply> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: ScheduleReply, ctx: &mut Self::Context) {
+        let fut = <Self as Handler<Schedule>>::handle(self, msg.schedule, ctx);
+        let reply = msg.reply;
+        ctx.spawn(fut::wrap_future(async move {
+            let _ = reply.send(fut.await);
+        }));
+    }
+}
+
+/// Schedules through `ScheduleReply`.
+pub async fn schedule(
+    scheduler: &Addr<Scheduler>,
+    schedule: Schedule,
+) -> Result<Vec<u64>, BrokerError> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    scheduler
+        .try_send(ScheduleReply { schedule, reply })
+        .map_err(|e| match e {
+            SendError::Full(_) => BrokerError::SystemBusy,
+            SendError::Closed(_) => BrokerError::ShuttingDown,
+        })?;
+    rx.await
+        .unwrap_or_else(|_| Err(BrokerError::Storage("the scheduler stopped".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::TopicHandle;
+    use crate::message::{prepare, IncomingMessage};
+    use crate::model::{TopicConfig, PERM_READ, PERM_WRITE};
+    use crate::topic_queue::{QueueLimits, QueueStats, TopicQueue};
+    use bytes::Bytes;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn msg(body: &'static [u8]) -> PreparedMessage {
+        prepare(
+            IncomingMessage {
+                body: Bytes::from_static(body),
+                flag: 0,
+                properties: String::new(),
+                sys_flag: 0,
+                born_timestamp: 1,
+                born_host: "127.0.0.1:1".parse().unwrap(),
+                reconsume_times: 0,
+            },
+            "C",
+            "127.0.0.1:10911".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    async fn wait_for(stats: &QueueStats, max: u64) -> bool {
+        for _ in 0..40 {
+            if stats.max() >= max {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// An entry scheduled with a due time before the delivery floor (here a clock step back
+    /// after a round delivered later entries) is still delivered on time, not after a restart.
+    #[actix::test]
+    async fn an_entry_due_before_the_floor_is_still_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
+        let writer = store.start_writer(0).unwrap();
+        let stats = Arc::new(QueueStats::default());
+        let queue = TopicQueue::new(
+            "T".into(),
+            1,
+            0,
+            Some(Default::default()),
+            store.clone(),
+            writer.clone(),
+            stats.clone(),
+            QueueLimits::default(),
+        )
+        .start();
+        let mut reg = Registry::default();
+        reg.topics.insert(
+            "T".into(),
+            Arc::new(TopicHandle {
+                config: TopicConfig {
+                    name: "T".into(),
+                    id: 1,
+                    read_queues: 1,
+                    write_queues: 1,
+                    perm: PERM_READ | PERM_WRITE,
+                    topic_sys_flag: 0,
+                    order: false,
+                    attributes: Default::default(),
+                },
+                queues: vec![queue],
+                stats: vec![stats.clone()],
+            }),
+        );
+        let t0 = 10_000_000i64;
+        let now = Arc::new(AtomicI64::new(t0));
+        let n2 = now.clone();
+        let sched = Scheduler::new(
+            store.clone(),
+            writer.clone(),
+            Arc::new(ArcSwap::from_pointee(reg)),
+            "127.0.0.1:10911".parse().unwrap(),
+        )
+        .with_clock(Arc::new(move || n2.load(Ordering::SeqCst)))
+        .start();
+        let at = |due_ms: i64, body: &'static [u8]| Schedule {
+            topic: "T".into(),
+            queue_id: 0,
+            messages: vec![msg(body)],
+            due_ms,
+        };
+        sched.send(at(t0 + 100, b"a")).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(stats.max(), 0, "not due yet");
+        now.store(t0 + 200, Ordering::SeqCst);
+        assert!(wait_for(&stats, 1).await, "the first entry is delivered");
+        // The clock steps back; an entry due before the floor (t0 + 100) is scheduled.
+        now.store(t0 - 1_000, Ordering::SeqCst);
+        sched.send(at(t0 - 500, b"b")).await.unwrap().unwrap();
+        now.store(t0 - 400, Ordering::SeqCst);
+        assert!(
+            wait_for(&stats, 2).await,
+            "the entry due before the floor is delivered"
+        );
+        writer.close();
+        store.stop_background_work();
     }
 }

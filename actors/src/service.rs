@@ -20,8 +20,8 @@ use crate::message::{
 use crate::model::{self, GroupConfig, TopicConfig, PERM_INHERIT, PERM_READ, PERM_WRITE};
 use crate::producers::{ProducerConnectionClosed, Producers, RegisterProducer, UnregisterProducer};
 use crate::routes::Routes;
-use crate::scheduler::{Schedule, Scheduler};
-use crate::topic_queue::{Append, Pull, PullOutcome, QueueStats};
+use crate::scheduler::{self, Schedule, Scheduler};
+use crate::topic_queue::{self, Append, Pull, PullOutcome, PullStatus, QueueStats};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -29,8 +29,8 @@ use rocktor_storage::keys::MetaKind;
 use rocktor_storage::{properties, Store, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a data-path request may wait for a full mailbox before it becomes SYSTEM_BUSY.
@@ -49,6 +49,46 @@ pub struct BrokerContext {
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
     round_robin: Arc<AtomicU64>,
+    /// Long-poll pulls held right now, broker-wide.
+    parked_pulls: Arc<AtomicUsize>,
+    /// Filters of pulls that carry their own subscription, compiled once per expression.
+    pull_filters: Arc<Mutex<HashMap<(String, String), Arc<Filter>>>>,
+}
+
+/// The largest answer a pull may build: one record past it still stays well inside clients'
+/// 16 MiB frame limit (records are at most 4 MiB + properties).
+pub const MAX_PULL_BYTES: usize = 8 << 20;
+/// How long a pull over its long-poll cap waits before it is answered "nothing new", so that
+/// clients do not spin.
+pub const OVER_CAP_HOLD: Duration = Duration::from_millis(500);
+/// Distinct self-carried pull subscriptions kept compiled.
+const PULL_FILTER_CACHE: usize = 1024;
+
+/// A counter slot held while a pull is parked; given back on drop.
+struct HoldSlot(Vec<Arc<AtomicUsize>>);
+
+impl HoldSlot {
+    /// Takes a slot in every counter, or none when one is at its cap.
+    fn take(counters: &[(&Arc<AtomicUsize>, usize)]) -> Option<HoldSlot> {
+        let mut taken = Vec::with_capacity(counters.len());
+        for (c, cap) in counters {
+            if c.fetch_add(1, Ordering::AcqRel) >= *cap {
+                c.fetch_sub(1, Ordering::AcqRel);
+                drop(HoldSlot(taken));
+                return None;
+            }
+            taken.push(Arc::clone(c));
+        }
+        Some(HoldSlot(taken))
+    }
+}
+
+impl Drop for HoldSlot {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 pub struct SendRequest {
@@ -97,6 +137,8 @@ pub struct PullRequest {
     pub sub_version: i64,
     pub commit_offset: Option<i64>,
     pub hold: Option<Duration>,
+    /// The long polls the caller's connection holds right now (capped per connection).
+    pub connection_holds: Option<Arc<AtomicUsize>>,
 }
 
 /// A message in a group's dead-letter queue.
@@ -241,6 +283,8 @@ impl BrokerContext {
             writer,
             arbiters: Arc::new(arbiters),
             round_robin: Arc::new(AtomicU64::new(0)),
+            parked_pulls: Arc::new(AtomicUsize::new(0)),
+            pull_filters: Arc::new(Mutex::new(HashMap::new())),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
             ctx.auto_create(TopicSpec {
@@ -291,6 +335,11 @@ impl BrokerContext {
         }
     }
 
+    /// Whether the store takes writes (false after a failed write until one succeeds again).
+    pub fn writable(&self) -> bool {
+        self.writer.is_healthy()
+    }
+
     /// The arbiter for the next connection, round-robin, to spread work over the cores.
     pub fn next_arbiter(&self) -> ArbiterHandle {
         let i = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize;
@@ -323,6 +372,7 @@ impl BrokerContext {
             .send(EnsureGroup {
                 name: name.to_string(),
             })
+            .timeout(MAILBOX_WAIT)
             .await?
     }
 
@@ -332,7 +382,7 @@ impl BrokerContext {
         if let Some(t) = self.topic(&name) {
             return Ok(t);
         }
-        let queues = group.config.retry_queue_nums.max(1);
+        let queues = group.config.retry_queue_nums.clamp(1, model::MAX_QUEUES);
         self.auto_create(TopicSpec {
             name,
             read_queues: queues,
@@ -404,8 +454,8 @@ impl BrokerContext {
             let mut p = properties::without(&props, &[PROP_DELAY]);
             p = properties::with(&p, PROP_DLQ_ORIGIN_TOPIC, &origin_topic);
             p = properties::with(&p, PROP_DLQ_ORIGIN_MESSAGE_ID, &origin_id);
-            let mut m: PreparedMessage = from_record(&rec, p);
-            m.reconsume_times = times + 1;
+            let mut m: PreparedMessage = from_record(&rec, p)?;
+            m.reconsume_times = times.saturating_add(1);
             let dlq = self.ensure_dlq_topic(&req.group).await?;
             self.append_to_first_queue(&dlq, vec![m]).await?;
             metrics::counter!("rocktor_messages_dead_lettered_total", "group" => req.group)
@@ -413,37 +463,41 @@ impl BrokerContext {
             return Ok(());
         }
         let level = if req.delay_level == 0 {
-            3 + times
+            times.saturating_add(3)
         } else {
             req.delay_level
         };
         let p = properties::with(&props, PROP_DELAY, &level.to_string());
-        let mut m = from_record(&rec, p);
-        m.reconsume_times = times + 1;
+        let mut m = from_record(&rec, p)?;
+        m.reconsume_times = times.saturating_add(1);
         let retry = self.ensure_retry_topic(&group).await?;
         let queue_id = (self.round_robin.fetch_add(1, Ordering::Relaxed)
             % retry.queues.len().max(1) as u64) as u32;
-        let due_ms = crate::now_ms() + delay_of_level(level);
-        self.scheduler
-            .send(Schedule {
+        let due_ms = crate::now_ms().saturating_add(delay_of_level(level));
+        scheduler::schedule(
+            &self.scheduler,
+            Schedule {
                 topic: retry.config.name.clone(),
                 queue_id,
                 messages: vec![m],
                 due_ms,
-            })
-            .timeout(MAILBOX_WAIT)
-            .await??;
+            },
+        )
+        .await?;
         metrics::counter!("rocktor_messages_retried_total", "group" => req.group).increment(1);
         Ok(())
     }
 
-    async fn auto_create(&self, spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
+    async fn auto_create(&self, mut spec: TopicSpec) -> BrokerResult<Arc<TopicHandle>> {
         model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
+        spec.read_queues = spec.read_queues.clamp(1, model::MAX_QUEUES);
+        spec.write_queues = spec.write_queues.clamp(1, model::MAX_QUEUES);
         self.broker
             .send(CreateTopic {
                 spec,
                 only_if_absent: true,
             })
+            .timeout(MAILBOX_WAIT)
             .await?
     }
 
@@ -502,6 +556,14 @@ impl BrokerContext {
         }
         for m in &req.messages {
             check_limits(m, self.settings.max_message_size)?;
+            if model::is_half_message(m.sys_flag, &m.properties) {
+                // Delivering a half message at once would break the transaction's promise;
+                // Apache answers the same when its broker rejects transaction messages.
+                return Err(BrokerError::NoPermission(format!(
+                    "the broker[{}] sending transaction message is forbidden (transactions are not supported yet)",
+                    self.settings.broker_name
+                )));
+            }
         }
         let mut topic = self.topic_for_send(&req).await?;
         if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
@@ -539,20 +601,21 @@ impl BrokerContext {
         }
         let uniq_keys: Vec<String> = prepared.iter().map(|p| p.uniq_key.clone()).collect();
         let n = prepared.len() as u64;
-        let due = prepared
-            .first()
-            .and_then(|p| due_time(&p.properties, crate::now_ms()));
+        let due = match prepared.first() {
+            Some(p) => due_time(&p.properties, crate::now_ms(), self.settings.max_delay_ms)?,
+            None => None,
+        };
         if let Some(due_ms) = due {
-            let seqs = self
-                .scheduler
-                .send(Schedule {
+            let seqs = scheduler::schedule(
+                &self.scheduler,
+                Schedule {
                     topic: topic.config.name.clone(),
                     queue_id,
                     messages: prepared,
                     due_ms,
-                })
-                .timeout(MAILBOX_WAIT)
-                .await??;
+                },
+            )
+            .await?;
             metrics::counter!("rocktor_messages_scheduled_total", "topic" => req.topic.clone())
                 .increment(n);
             return Ok(SendResult {
@@ -563,10 +626,7 @@ impl BrokerContext {
                 store_host,
             });
         }
-        let r = queue
-            .send(Append::new(prepared, store_host))
-            .timeout(MAILBOX_WAIT)
-            .await??;
+        let r = topic_queue::append(queue, Append::new(prepared, store_host)).await?;
         metrics::counter!("rocketmq_messages_in_total", "topic" => req.topic.clone()).increment(n);
         Ok(SendResult {
             queue_id: r.queue_id,
@@ -580,10 +640,8 @@ impl BrokerContext {
     /// The filter of a pull: its own subscription, or the one the group registered.
     fn pull_filter(&self, group: &GroupHandle, req: &PullRequest) -> BrokerResult<Arc<Filter>> {
         if let Some((expr, ty)) = &req.subscription {
-            self.check_expression(expr, ty)?;
-            return Filter::from_subscription(expr, ty)
-                .map(Arc::new)
-                .map_err(BrokerError::SubscriptionParseFailed);
+            self.check_filter_type(ty)?;
+            return self.compiled_filter(expr, ty);
         }
         let view = group.view.load();
         let Some(sub) = view.subscriptions.get(&req.topic) else {
@@ -592,26 +650,52 @@ impl BrokerContext {
         if sub.subscription.version < req.sub_version {
             return Err(BrokerError::SubscriptionNotLatest(req.group.clone()));
         }
-        self.check_expression(
-            &sub.subscription.expression,
-            &sub.subscription.expression_type,
-        )?;
+        // Compiled once when the heartbeat registered this subscription version.
+        self.check_filter_type(&sub.subscription.expression_type)?;
         sub.filter
             .clone()
             .map_err(BrokerError::SubscriptionParseFailed)
     }
 
-    /// CHECK_CLIENT_CONFIG and every SQL92 pull: property filtering must be on, and the
-    /// expression must compile.
-    pub fn check_expression(&self, expression: &str, expression_type: &str) -> BrokerResult<()> {
+    /// SQL92 needs property filtering on (Apache's `enablePropertyFilter`).
+    fn check_filter_type(&self, expression_type: &str) -> BrokerResult<()> {
         if expression_type.eq_ignore_ascii_case("SQL92") && !self.settings.enable_property_filter {
             return Err(BrokerError::NotSupported(
                 "The broker does not support consumer to filter message by SQL92 (enable_property_filter = false)".into(),
             ));
         }
-        Filter::from_subscription(expression, expression_type)
+        Ok(())
+    }
+
+    /// A self-carried subscription's filter, compiled once per distinct expression.
+    fn compiled_filter(&self, expr: &str, ty: &str) -> BrokerResult<Arc<Filter>> {
+        let key = (expr.to_string(), ty.to_string());
+        if let Some(f) = self
+            .pull_filters
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).cloned())
+        {
+            return Ok(f);
+        }
+        let f = Arc::new(
+            Filter::from_subscription(expr, ty).map_err(BrokerError::SubscriptionParseFailed)?,
+        );
+        if let Ok(mut cache) = self.pull_filters.lock() {
+            if cache.len() >= PULL_FILTER_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, f.clone());
+        }
+        Ok(f)
+    }
+
+    /// CHECK_CLIENT_CONFIG and every SQL92 pull: property filtering must be on, and the
+    /// expression must compile.
+    pub fn check_expression(&self, expression: &str, expression_type: &str) -> BrokerResult<()> {
+        self.check_filter_type(expression_type)?;
+        self.compiled_filter(expression, expression_type)
             .map(|_| ())
-            .map_err(BrokerError::SubscriptionParseFailed)
     }
 
     pub async fn pull(&self, req: PullRequest) -> BrokerResult<PullOutcome> {
@@ -654,20 +738,44 @@ impl BrokerContext {
                 offset: off,
             });
         }
-        let hold = if self.settings.long_polling {
+        let mut hold = if self.settings.long_polling {
             req.hold
         } else {
             req.hold.map(|_| Duration::from_secs(1))
+        };
+        // A long poll holds a slot broker-wide and in its connection; over either cap it is
+        // answered as if its hold had elapsed, after a short wait so the client does not spin.
+        let mut over_cap = false;
+        let slot = match hold {
+            Some(_) => {
+                let mut counters = vec![(&self.parked_pulls, self.settings.max_parked_pulls)];
+                if let Some(c) = &req.connection_holds {
+                    counters.push((c, self.settings.max_parked_pulls_per_connection));
+                }
+                let slot = HoldSlot::take(&counters);
+                if slot.is_none() {
+                    hold = None;
+                    over_cap = true;
+                }
+                slot
+            }
+            None => None,
         };
         let out = queue
             .send(Pull {
                 offset: req.offset,
                 max_msgs: req.max_msgs.clamp(1, 1024),
-                max_bytes: req.max_bytes,
+                max_bytes: req.max_bytes.clamp(1, MAX_PULL_BYTES),
                 filter,
                 hold,
             })
+            .timeout(hold.unwrap_or_default() + MAILBOX_WAIT)
             .await??;
+        drop(slot);
+        if over_cap && out.status == PullStatus::NoNewMessage {
+            metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
+            tokio::time::sleep(OVER_CAP_HOLD).await;
+        }
         metrics::counter!("rocketmq_messages_out_total", "topic" => req.topic)
             .increment(out.records.len() as u64);
         Ok(out)
@@ -700,7 +808,8 @@ impl BrokerContext {
                     info,
                     channel: hb.channel.clone(),
                 })
-                .await?;
+                .timeout(MAILBOX_WAIT)
+                .await??;
         }
         Ok(changed)
     }
@@ -758,6 +867,7 @@ impl BrokerContext {
                     topic: topic.to_string(),
                     queue_id,
                 })
+                .timeout(MAILBOX_WAIT)
                 .await?
             {
                 return Ok(Some(o));
@@ -780,8 +890,14 @@ impl BrokerContext {
         queue_id: u32,
         offset: i64,
     ) -> BrokerResult<()> {
-        if self.topic(topic).is_none() {
+        let Some(t) = self.topic(topic) else {
             return Err(BrokerError::TopicNotExist(topic.to_string()));
+        };
+        if queue_id as usize >= t.queues.len() {
+            return Err(BrokerError::InvalidParameter(format!(
+                "queueId[{queue_id}] is illegal, topic: {topic} has {} queues",
+                t.queues.len()
+            )));
         }
         let g = self.ensure_group(group).await?;
         g.addr
@@ -898,6 +1014,13 @@ impl BrokerContext {
     /// Re-sends dead letters (by their DLQ queue offsets) to the group's retry topic, with a
     /// fresh retry budget. Answers how many were re-sent.
     pub async fn resend_dead_letters(&self, group: &str, offsets: &[u64]) -> BrokerResult<usize> {
+        if offsets.len() > self.settings.max_dlq_resend {
+            return Err(BrokerError::InvalidParameter(format!(
+                "{} dead letters asked for; one request re-sends at most {}",
+                offsets.len(),
+                self.settings.max_dlq_resend
+            )));
+        }
         let name = model::dlq_topic(group);
         let t = self
             .topic(&name)
@@ -933,7 +1056,7 @@ impl BrokerContext {
                     PROP_DELAY,
                 ],
             );
-            let mut m = from_record(&rec, props);
+            let mut m = from_record(&rec, props)?;
             m.reconsume_times = 0;
             messages.push(m);
         }
@@ -953,10 +1076,7 @@ impl BrokerContext {
         let queue = topic.queues.first().ok_or_else(|| {
             BrokerError::Storage(format!("topic {} has no queue", topic.config.name))
         })?;
-        queue
-            .send(Append::new(messages, self.settings.broker_addr))
-            .timeout(MAILBOX_WAIT)
-            .await?
+        topic_queue::append(queue, Append::new(messages, self.settings.broker_addr)).await
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP, on the blocking pool.

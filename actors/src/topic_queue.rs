@@ -6,11 +6,18 @@
 //!
 //! Messages: `Append` (assign offsets, hand records to the group-commit writer, answer once
 //! durable), `Pull` (read from the tail or, off the actor thread, from storage; park when
-//! nothing is there), `StopQueue`.
+//! nothing is there), `StopQueue`. A queue that was not recovered at start-up (a new topic, or
+//! a queue added back after a shrink) reads its bounds from the store before its first message.
 //!
 //! Durability: a record becomes visible to consumers, and its send is acknowledged, only after
 //! the writer's batch holding it completed under the flush mode. Batches complete in order of
-//! offsets; a failed batch leaves a hole that readers skip.
+//! offsets. A failed batch never moves the committed offset: every later batch of the queue
+//! fails with it (they are stamped with the writer's failure epoch of the oldest unfinished
+//! batch), new appends are refused until they all finished, and the next append reuses the
+//! offsets of the failed ones — no hole, no offset that was acknowledged twice.
+//!
+//! Parked pulls are indexed by what can wake them: a tag filter's pulls by tag code, the rest
+//! (no filter, SQL92) in one list, so a commit only re-runs pulls its messages can satisfy.
 
 use crate::error::BrokerError;
 use crate::filter::Filter;
@@ -20,7 +27,7 @@ use bytes::Bytes;
 use rocktor_storage::{
     keys, AppendBatch, AppendDone, AppendRecord, CqEntry, QueueRead, Store, Writer,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +57,9 @@ pub struct QueueLimits {
     pub tail_bytes: usize,
     /// Batches awaiting the writer before new appends are refused with SYSTEM_BUSY.
     pub max_inflight: usize,
+    /// Pulls parked at once in one queue (the broker-wide and per-connection caps are the
+    /// domain's, see `service::pull`); past it a pull is answered at once.
+    pub max_parked: usize,
 }
 
 impl Default for QueueLimits {
@@ -58,6 +68,7 @@ impl Default for QueueLimits {
             tail_entries: 4096,
             tail_bytes: 8 << 20,
             max_inflight: 4096,
+            max_parked: 65536,
         }
     }
 }
@@ -143,13 +154,81 @@ struct InFlight {
     end: u64,
     tag_hashes: Vec<i64>,
     store_time: i64,
+    /// The writer's failure epoch when this batch was accepted.
+    epoch: u64,
     done: Option<Option<AppendDone>>,
 }
 
 struct Parked {
-    id: u64,
     pull: Pull,
     tx: oneshot::Sender<Result<PullOutcome, BrokerError>>,
+}
+
+/// Parked pulls by id, and which arrivals can wake them.
+#[derive(Default)]
+struct ParkedPulls {
+    by_id: HashMap<u64, Parked>,
+    /// Tag-filtered pulls by tag code.
+    by_tag: HashMap<i32, Vec<u64>>,
+    /// Pulls any arrival may satisfy (no filter, SQL92).
+    others: Vec<u64>,
+}
+
+impl ParkedPulls {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn insert(&mut self, id: u64, p: Parked) {
+        match p.pull.filter.as_ref() {
+            Filter::Tags(codes) => {
+                for c in codes {
+                    self.by_tag.entry(*c).or_default().push(id);
+                }
+            }
+            _ => self.others.push(id),
+        }
+        self.by_id.insert(id, p);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Parked> {
+        let p = self.by_id.remove(&id)?;
+        match p.pull.filter.as_ref() {
+            Filter::Tags(codes) => {
+                for c in codes {
+                    if let Some(ids) = self.by_tag.get_mut(c) {
+                        ids.retain(|x| *x != id);
+                        if ids.is_empty() {
+                            self.by_tag.remove(c);
+                        }
+                    }
+                }
+            }
+            _ => self.others.retain(|x| *x != id),
+        }
+        Some(p)
+    }
+
+    /// The pulls that arrivals with these tag codes can wake, taken out of the index.
+    fn take_woken(&mut self, tag_hashes: &[i64]) -> Vec<(u64, Parked)> {
+        let mut ids = std::mem::take(&mut self.others);
+        for h in tag_hashes {
+            if let Some(v) = self.by_tag.get(&(*h as i32)) {
+                ids.extend_from_slice(v);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| self.remove(id).map(|p| (id, p)))
+            .collect()
+    }
+
+    fn drain(&mut self) -> Vec<Parked> {
+        self.by_tag.clear();
+        self.others.clear();
+        self.by_id.drain().map(|(_, p)| p).collect()
+    }
 }
 
 enum Step {
@@ -172,8 +251,13 @@ pub struct TopicQueue {
     tail: VecDeque<TailEntry>,
     tail_start: u64,
     tail_bytes: usize,
-    parked: Vec<Parked>,
+    parked: ParkedPulls,
     next_park_id: u64,
+    /// A batch failed and later ones are still unfinished: appends are refused until they are.
+    broken: bool,
+    /// Bounds still to be read from the store before the first message (queues not recovered
+    /// at start-up).
+    load_bounds: bool,
     /// Appends received in this mailbox drain, submitted to the writer together once it ends.
     pending: Vec<AppendRecord>,
     pending_deletes: Vec<(&'static str, Vec<u8>)>,
@@ -190,16 +274,21 @@ struct Waiter {
 
 impl TopicQueue {
     #[allow(clippy::too_many_arguments)]
+    /// `bounds`: what recovery read at start-up; `None` reads them from the store when the
+    /// actor starts, before its first message (a queue added later, possibly over entries an
+    /// earlier incarnation wrote).
     pub fn new(
         topic: Arc<str>,
         topic_id: u32,
         queue_id: u32,
-        bounds: rocktor_storage::QueueBounds,
+        bounds: Option<rocktor_storage::QueueBounds>,
         store: Store,
         writer: Writer,
         stats: Arc<QueueStats>,
         limits: QueueLimits,
     ) -> Self {
+        let load_bounds = bounds.is_none();
+        let bounds = bounds.unwrap_or_default();
         stats.min.store(bounds.min, Ordering::Release);
         stats.max.store(bounds.max, Ordering::Release);
         TopicQueue {
@@ -216,8 +305,10 @@ impl TopicQueue {
             tail: VecDeque::new(),
             tail_start: bounds.max,
             tail_bytes: 0,
-            parked: Vec::new(),
+            parked: ParkedPulls::default(),
             next_park_id: 0,
+            broken: false,
+            load_bounds,
             pending: Vec::new(),
             pending_deletes: Vec::new(),
             pending_waiters: Vec::new(),
@@ -323,25 +414,41 @@ impl TopicQueue {
             f.done = Some(done);
         }
         let mut advanced = false;
+        let mut new_tags = Vec::new();
         while self.inflight.front().is_some_and(|f| f.done.is_some()) {
             let Some(f) = self.inflight.pop_front() else {
                 break;
             };
-            if let Some(Some(d)) = f.done {
-                for (i, rec) in d.records.into_iter().enumerate() {
-                    self.tail_bytes += rec.len();
-                    self.tail.push_back(TailEntry {
-                        offset: f.start + i as u64,
-                        tag_hash: f.tag_hashes.get(i).copied().unwrap_or(0),
-                        record: rec,
-                    });
+            match f.done {
+                Some(Some(d)) => {
+                    if f.start != self.committed {
+                        // Cannot happen while every later batch fails with an earlier one; if
+                        // it does, readers skip the missing offsets.
+                        tracing::error!(topic = %self.topic, queue = self.queue_id, from = self.committed, to = f.start, "offsets left unwritten by a failed batch");
+                    }
+                    for (i, rec) in d.records.into_iter().enumerate() {
+                        self.tail_bytes += rec.len();
+                        self.tail.push_back(TailEntry {
+                            offset: f.start + i as u64,
+                            tag_hash: f.tag_hashes.get(i).copied().unwrap_or(0),
+                            record: rec,
+                        });
+                    }
+                    new_tags.extend_from_slice(&f.tag_hashes);
+                    self.stats
+                        .last_store_time
+                        .store(f.store_time, Ordering::Release);
+                    self.committed = f.end;
+                    advanced = true;
                 }
-                self.stats
-                    .last_store_time
-                    .store(f.store_time, Ordering::Release);
+                // A failed batch: nothing of it is visible and the committed offset stays.
+                _ => self.broken = true,
             }
-            self.committed = f.end;
-            advanced = true;
+        }
+        if self.inflight.is_empty() {
+            // Everything submitted has finished: offsets of failed batches are reused.
+            self.next_offset = self.committed;
+            self.broken = false;
         }
         while self.tail.len() > self.limits.tail_entries || self.tail_bytes > self.limits.tail_bytes
         {
@@ -356,7 +463,7 @@ impl TopicQueue {
         if advanced {
             self.stats.max.store(self.committed, Ordering::Release);
             self.committed_gauge.set(self.committed as f64);
-            self.wake_parked();
+            self.wake_parked(&new_tags);
         }
     }
 
@@ -367,10 +474,9 @@ impl TopicQueue {
         });
     }
 
-    /// Re-runs parked pulls after new messages became visible.
-    fn wake_parked(&mut self) {
-        let parked = std::mem::take(&mut self.parked);
-        for mut p in parked {
+    /// Re-runs the parked pulls that messages with these tag codes can satisfy.
+    fn wake_parked(&mut self, tag_hashes: &[i64]) {
+        for (id, mut p) in self.parked.take_woken(tag_hashes) {
             if p.tx.is_closed() {
                 continue;
             }
@@ -382,8 +488,9 @@ impl TopicQueue {
                 }
                 Step::Ready(out) => {
                     // Nothing matched: keep holding from past what was scanned, as Apache does.
+                    // Same id: the expiry timer set when it was parked still finds it.
                     p.pull.offset = out.next_offset;
-                    self.parked.push(p);
+                    self.parked.insert(id, p);
                 }
                 Step::Storage(_) => self.respond_later(p),
             }
@@ -391,10 +498,9 @@ impl TopicQueue {
     }
 
     fn expire(&mut self, id: u64) {
-        let Some(pos) = self.parked.iter().position(|p| p.id == id) else {
+        let Some(p) = self.parked.remove(id) else {
             return;
         };
-        let p = self.parked.swap_remove(pos);
         match self.try_pull(&p.pull) {
             Step::Ready(out) => {
                 let _ = p.tx.send(Ok(out));
@@ -409,6 +515,34 @@ impl Actor for TopicQueue {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(8192);
+        if self.load_bounds {
+            // Before any message: offsets must continue after what the store holds.
+            let (store, t, q) = (self.store.clone(), self.topic_id, self.queue_id);
+            let read = async move {
+                tokio::task::spawn_blocking(move || store.queue_bounds(t, q))
+                    .await
+                    .map_err(|e| BrokerError::Storage(e.to_string()))?
+                    .map_err(BrokerError::from)
+            };
+            read.into_actor(self)
+                .map(|bounds, act, ctx| match bounds {
+                    Ok(b) => {
+                        act.load_bounds = false;
+                        act.next_offset = b.max;
+                        act.committed = b.max;
+                        act.min_offset = b.min;
+                        act.tail_start = b.max;
+                        act.stats.min.store(b.min, Ordering::Release);
+                        act.stats.max.store(b.max, Ordering::Release);
+                    }
+                    Err(e) => {
+                        // Serving at offset 0 would overwrite what is stored: stop instead.
+                        tracing::error!(topic = %act.topic, queue = act.queue_id, error = %e, "cannot read the queue's bounds; queue stopped");
+                        ctx.stop();
+                    }
+                })
+                .wait(ctx);
+        }
     }
 }
 
@@ -422,11 +556,32 @@ impl TopicQueue {
         if waiters.is_empty() {
             return;
         }
-        let rx = self.writer.submit(AppendBatch {
+        // The epoch of the oldest unfinished batch: if any write failed since, this one fails
+        // too instead of landing beyond the failed offsets.
+        let epoch = self.inflight.front().map(|f| f.epoch);
+        let rx = match self.writer.try_submit(AppendBatch {
             records,
             deletes,
+            epoch,
             ..Default::default()
-        });
+        }) {
+            Ok(rx) => rx,
+            Err(e) => {
+                // Not enqueued, so nothing of it will be written: these are the newest
+                // batches, give their offsets back and say so (busy is safe to retry).
+                let err = BrokerError::from(e);
+                if let Some(first) = waiters.first() {
+                    while self.inflight.back().is_some_and(|f| f.start >= first.start) {
+                        self.inflight.pop_back();
+                    }
+                    self.next_offset = first.start;
+                }
+                for w in waiters {
+                    let _ = w.tx.send(Err(err.clone()));
+                }
+                return;
+            }
+        };
         let queue_id = self.queue_id;
         ctx.spawn(rx.into_actor(self).map(move |res, act, _ctx| {
             let mut done = match res {
@@ -468,6 +623,11 @@ impl Handler<Append> for TopicQueue {
         if self.inflight.len() >= self.limits.max_inflight {
             return Box::pin(std::future::ready(Err(BrokerError::SystemBusy)));
         }
+        if self.broken || !self.writer.is_healthy() {
+            return Box::pin(std::future::ready(Err(BrokerError::WriteUnavailable(
+                "the store refuses writes (a write failed); try again later".into(),
+            ))));
+        }
         let start = self.next_offset;
         let now = crate::now_ms();
         let mut tag_hashes = Vec::with_capacity(msg.messages.len());
@@ -502,6 +662,7 @@ impl Handler<Append> for TopicQueue {
             end: start + n as u64,
             tag_hashes,
             store_time: now,
+            epoch: self.writer.epoch(),
             done: None,
         });
         let (tx, rx) = oneshot::channel();
@@ -521,6 +682,44 @@ impl Handler<Append> for TopicQueue {
     }
 }
 
+/// An `Append` that answers through its own channel, so a caller can hand it over with
+/// `try_send`: a full mailbox is refused before anything was enqueued (safe to answer busy),
+/// and once enqueued the caller waits for the outcome instead of timing out on a message
+/// that may still be stored — a client would retry it and store it twice.
+pub struct AppendReply {
+    pub append: Append,
+    pub reply: oneshot::Sender<Result<AppendResult, BrokerError>>,
+}
+
+impl Message for AppendReply {
+    type Result = ();
+}
+
+impl Handler<AppendReply> for TopicQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AppendReply, ctx: &mut Self::Context) {
+        let fut = <Self as Handler<Append>>::handle(self, msg.append, ctx);
+        let reply = msg.reply;
+        ctx.spawn(fut::wrap_future(async move {
+            let _ = reply.send(fut.await);
+        }));
+    }
+}
+
+/// Appends through `AppendReply`: busy only when nothing was enqueued.
+pub async fn append(queue: &Addr<TopicQueue>, append: Append) -> Result<AppendResult, BrokerError> {
+    let (reply, rx) = oneshot::channel();
+    queue
+        .try_send(AppendReply { append, reply })
+        .map_err(|e| match e {
+            SendError::Full(_) => BrokerError::SystemBusy,
+            SendError::Closed(_) => BrokerError::ShuttingDown,
+        })?;
+    rx.await
+        .unwrap_or_else(|_| Err(BrokerError::Storage("the queue stopped".into())))
+}
+
 impl Handler<Pull> for TopicQueue {
     type Result = ResponseFuture<Result<PullOutcome, BrokerError>>;
 
@@ -528,14 +727,19 @@ impl Handler<Pull> for TopicQueue {
         match self.try_pull(&msg) {
             Step::Ready(out) if out.status == PullStatus::NoNewMessage && msg.hold.is_some() => {
                 let hold = msg.hold.unwrap_or_default();
+                if self.parked.len() >= self.limits.max_parked {
+                    return Box::pin(async move { Ok(out) });
+                }
                 let (tx, rx) = oneshot::channel();
                 let id = self.next_park_id;
                 self.next_park_id += 1;
-                self.parked.push(Parked {
+                self.parked.insert(
                     id,
-                    pull: Pull { hold: None, ..msg },
-                    tx,
-                });
+                    Parked {
+                        pull: Pull { hold: None, ..msg },
+                        tx,
+                    },
+                );
                 ctx.run_later(hold, move |act, _| act.expire(id));
                 Box::pin(async move { rx.await.unwrap_or(Err(BrokerError::ShuttingDown)) })
             }
@@ -549,6 +753,10 @@ impl Handler<StopQueue> for TopicQueue {
     type Result = ();
 
     fn handle(&mut self, _: StopQueue, ctx: &mut Self::Context) {
+        for p in self.parked.drain() {
+            let _ =
+                p.tx.send(Err(BrokerError::TopicNotExist(self.topic.to_string())));
+        }
         ctx.stop();
     }
 }
@@ -591,7 +799,7 @@ mod tests {
             "T".into(),
             1,
             0,
-            bounds,
+            Some(bounds),
             store.clone(),
             writer.clone(),
             stats.clone(),
@@ -732,6 +940,60 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, PullStatus::NoNewMessage);
         assert!(started.elapsed() >= Duration::from_millis(190));
+        shut(store, writer);
+    }
+
+    /// A failed write never moves the committed offset; the queue refuses appends while the
+    /// store does, and the next append after recovery takes the failed batch's offsets.
+    #[actix::test]
+    async fn a_failed_write_leaves_no_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, stats, store, writer) = start(dir.path(), QueueLimits::default());
+        let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let r = q
+            .send(Append::new(vec![msg("A")], host))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.first_offset, 0);
+        fail::cfg(
+            "storage::write",
+            &format!("return({})", dir.path().display()),
+        )
+        .unwrap();
+        let failed = q
+            .send(Append::new(vec![msg("B"), msg("B")], host))
+            .await
+            .unwrap();
+        assert!(
+            matches!(failed, Err(BrokerError::WriteUnavailable(_))),
+            "{failed:?}"
+        );
+        assert_eq!(stats.max(), 1, "the committed offset did not move");
+        let refused = q.send(Append::new(vec![msg("C")], host)).await.unwrap();
+        assert!(
+            refused.is_err(),
+            "appends refused while the store refuses writes"
+        );
+        fail::remove("storage::write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            match q.send(Append::new(vec![msg("D")], host)).await.unwrap() {
+                Ok(r) => break r,
+                Err(_) => {
+                    assert!(std::time::Instant::now() < deadline, "never writable again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(r.first_offset, 1, "the failed batch's offsets are reused");
+        let out = q.send(pull(0, None, Filter::All)).await.unwrap().unwrap();
+        let offsets: Vec<i64> = out
+            .records
+            .iter()
+            .map(|b| rocktor_storage::record::decode(b).unwrap().0.queue_offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1]);
         shut(store, writer);
     }
 }

@@ -74,8 +74,9 @@ pub fn parse_group_config(v: &Value) -> Option<GroupConfig> {
     g.consume_from_min_enable = b("consumeFromMinEnable", true);
     g.consume_broadcast_enable = b("consumeBroadcastEnable", true);
     g.consume_message_orderly = b("consumeMessageOrderly", false);
-    g.retry_queue_nums = i("retryQueueNums", 1).max(0) as u32;
-    g.retry_max_times = i("retryMaxTimes", 16) as i32;
+    // Clamped, not cast: a huge number must reach the domain's range check, not wrap.
+    g.retry_queue_nums = i("retryQueueNums", 1).clamp(0, u32::MAX as i64) as u32;
+    g.retry_max_times = i("retryMaxTimes", 16).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
     g.broker_id = i("brokerId", 0);
     g.which_broker_when_consume_slowly = i("whichBrokerWhenConsumeSlowly", 1);
     g.notify_consumer_ids_changed_enable = b("notifyConsumerIdsChangedEnable", true);

@@ -1,6 +1,12 @@
 //! One TCP connection: a reader that frames and dispatches requests (pipelined: each request is
 //! its own task, answers go back by opaque in completion order) and a writer task that
 //! coalesces queued frames into few `write` calls.
+//!
+//! Backpressure, so that one client cannot grow broker memory: at most
+//! `max_requests_in_flight` requests are handled at once (then the reader stops reading, and
+//! TCP pushes back on the client); answers waiting for a client that does not read are capped
+//! in bytes (past it the connection is closed); a write that makes no progress for the write
+//! timeout closes it, and so does a connection that sends nothing for the idle timeout.
 
 use super::codes::request as rq;
 use super::command::{check_frame, decode_frame, RemotingCommand, FLAG_ONEWAY};
@@ -10,11 +16,64 @@ use rocktor_actors::consumer_group::ClientChannel;
 use rocktor_actors::BrokerContext;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+/// The bounds every connection lives within (config keys of the same names).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_requests_in_flight: usize,
+    pub max_write_queue_bytes: usize,
+    /// None: never close an idle connection.
+    pub idle_timeout: Option<Duration>,
+    pub write_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_requests_in_flight: 1024,
+            max_write_queue_bytes: 64 << 20,
+            idle_timeout: Some(Duration::from_secs(120)),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the reader, the writer and the answering tasks share about the way out.
+struct Outbox {
+    /// Bytes queued for the writer and not yet written (bounded by `max_queued_bytes`).
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+    /// Turns true when the connection must end (write queue over its cap, write timeout,
+    /// reader done); the reader and the writer both watch it.
+    closing: watch::Sender<bool>,
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    fn shut(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.send_replace(true);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Resolves once the connection is told to close.
+async fn closed(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+/// Frames at least this large are written as they are instead of copied into the coalescing
+/// buffer.
+const WRITE_DIRECT: usize = 64 * 1024;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -25,6 +84,9 @@ pub struct Connection {
     pub id: u64,
     pub remote: SocketAddr,
     tx: mpsc::UnboundedSender<Bytes>,
+    out: Arc<Outbox>,
+    /// Long polls this connection holds (the domain caps them per connection).
+    pub holds: Arc<AtomicUsize>,
     groups: Mutex<HashSet<String>>,
     next_opaque: AtomicI32,
     /// Our requests to the client that wait for its answer, by opaque.
@@ -33,8 +95,18 @@ pub struct Connection {
 
 impl Connection {
     pub fn send_command(&self, cmd: &RemotingCommand) {
-        let mut buf = BytesMut::with_capacity(256 + cmd.body.len());
+        if self.out.is_closed() {
+            return;
+        }
+        let mut buf = BytesMut::with_capacity(256 + cmd.body_len());
         cmd.encode(&mut buf);
+        let n = buf.len();
+        if self.out.queued_bytes.fetch_add(n, Ordering::AcqRel) + n > self.out.max_queued_bytes {
+            tracing::warn!(remote = %self.remote, queued = self.out.queued_bytes.load(Ordering::Relaxed), "client does not read its answers; closing the connection");
+            self.out.queued_bytes.fetch_sub(n, Ordering::AcqRel);
+            self.out.shut();
+            return;
+        }
         // A closed connection just drops the frame: the peer is gone.
         let _ = self.tx.send(buf.freeze());
     }
@@ -131,50 +203,116 @@ impl ClientChannel for Connection {
     }
 }
 
+/// Writes one chunk, or gives up when it makes no progress for `timeout`.
+async fn write_chunk(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunk: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, wr.write_all(chunk)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no progress for {} s", timeout.as_secs())),
+    }
+}
+
 async fn write_loop(
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
+    out: Arc<Outbox>,
+    remote: SocketAddr,
+    timeout: Duration,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.extend_from_slice(&first);
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+            _ = closed(out.closing.subscribe()) => return,
+        };
+        let mut pending = vec![first];
         // Let the other answers completed in this round queue up first: one write for many
         // answers (measured: a write per 1.8 answers without this).
         tokio::task::yield_now().await;
-        while buf.len() < 1 << 20 {
+        let mut size = pending[0].len();
+        while size < 1 << 20 {
             match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
+                Ok(more) => {
+                    size += more.len();
+                    pending.push(more);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = wr.write_all(&buf).await {
-            tracing::debug!(error = %e, "connection write failed");
-            return;
+        let mut result = Ok(());
+        for frame in &pending {
+            if frame.len() >= WRITE_DIRECT {
+                // Large frames (pull answers) go out as they are, without another copy.
+                if !buf.is_empty() {
+                    result = write_chunk(&mut wr, &buf, timeout).await;
+                    buf.clear();
+                }
+                if result.is_ok() {
+                    result = write_chunk(&mut wr, frame, timeout).await;
+                }
+            } else {
+                buf.extend_from_slice(frame);
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() && !buf.is_empty() {
+            result = write_chunk(&mut wr, &buf, timeout).await;
         }
         buf.clear();
+        out.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        if let Err(e) = result {
+            tracing::debug!(%remote, error = %e, "connection write failed; closing");
+            out.shut();
+            return;
+        }
     }
     let _ = wr.shutdown().await;
 }
 
-/// Serves one connection until the peer closes it or sends a malformed frame.
+/// Serves one connection until the peer closes it, sends a malformed frame, or breaks a limit.
 pub async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     role: Role,
+    limits: ConnectionLimits,
     broker: BrokerContext,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
+    // Unbounded as a channel, bounded in bytes by `send_command`.
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         remote,
         tx,
+        out: Arc::new(Outbox {
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: limits.max_write_queue_bytes,
+            closing: watch::channel(false).0,
+            closed: AtomicBool::new(false),
+        }),
+        holds: Arc::new(AtomicUsize::new(0)),
         groups: Mutex::new(HashSet::new()),
         next_opaque: AtomicI32::new(1),
         pending: Mutex::new(HashMap::new()),
     });
-    actix::spawn(write_loop(wr, rx));
+    actix::spawn(write_loop(
+        wr,
+        rx,
+        conn.out.clone(),
+        remote,
+        limits.write_timeout,
+    ));
+    let in_flight = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
     // One shared handle per connection: cloning the context itself per request cost 3% of the
     // broker's CPU (perf) in reference-count traffic on its actor addresses.
     let broker = Arc::new(broker);
@@ -203,6 +341,14 @@ pub async fn serve_connection(
                             }
                         }
                         Ok(cmd) => {
+                            // Full: stop reading until a request finishes.
+                            let permit = tokio::select! {
+                                p = in_flight.clone().acquire_owned() => match p {
+                                    Ok(p) => p,
+                                    Err(_) => break 'read,
+                                },
+                                _ = closed(conn.out.closing.subscribe()) => break 'read,
+                            };
                             let (b, c) = (broker.clone(), conn.clone());
                             IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
                             actix::spawn(async move {
@@ -210,6 +356,7 @@ pub async fn serve_connection(
                                     c.send_command(&resp);
                                 }
                                 IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+                                drop(permit);
                             });
                         }
                         Err(e) => {
@@ -228,14 +375,32 @@ pub async fn serve_connection(
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(%remote, error = %e, "connection read failed");
+        if conn.out.is_closed() {
+            break;
+        }
+        let idle = async {
+            match limits.idle_timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "connection read failed");
+                    break;
+                }
+            },
+            _ = closed(conn.out.closing.subscribe()) => break,
+            _ = idle => {
+                tracing::info!(%remote, "connection idle too long; closing");
                 break;
             }
         }
     }
+    // Stops the writer too; answers still being computed are dropped.
+    conn.out.shut();
     broker.connection_closed(conn.id, conn.groups());
 }

@@ -8,15 +8,16 @@ use rocktor_actors::BrokerError;
 pub fn code_of(e: &BrokerError) -> i32 {
     match e {
         BrokerError::TopicNotExist(_) => rc::TOPIC_NOT_EXIST,
-        BrokerError::MessageIllegal(_) => rc::MESSAGE_ILLEGAL,
+        BrokerError::MessageIllegal(_) | BrokerError::IllegalDeliveryTime(_) => rc::MESSAGE_ILLEGAL,
         BrokerError::InvalidParameter(_) => rc::INVALID_PARAMETER,
         BrokerError::NoPermission(_) => rc::NO_PERMISSION,
-        BrokerError::SystemBusy => rc::SYSTEM_BUSY,
+        BrokerError::SystemBusy | BrokerError::LimitExceeded(_) => rc::SYSTEM_BUSY,
         BrokerError::GroupNotExist(_) => rc::SUBSCRIPTION_GROUP_NOT_EXIST,
         BrokerError::SubscriptionNotExist(_) => rc::SUBSCRIPTION_NOT_EXIST,
         BrokerError::SubscriptionNotLatest(_) => rc::SUBSCRIPTION_NOT_LATEST,
         BrokerError::SubscriptionParseFailed(_) => rc::SUBSCRIPTION_PARSE_FAILED,
         BrokerError::Storage(_) => rc::SYSTEM_ERROR,
+        BrokerError::WriteUnavailable(_) => rc::SERVICE_NOT_AVAILABLE,
         BrokerError::ShuttingDown => rc::SERVICE_NOT_AVAILABLE,
         BrokerError::NotFound(_) => rc::QUERY_NOT_FOUND,
         BrokerError::NotSupported(_) => rc::SYSTEM_ERROR,

@@ -37,6 +37,51 @@ impl ExtFields {
         }
     }
 
+    /// Appends without looking for an earlier value of the key: decoders push every field,
+    /// then call `finish_decoding` once, so a header of n fields costs O(n), not O(n²).
+    pub fn push_decoded(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
+        self.0.push((key.into(), value.into()));
+    }
+
+    /// Drops earlier values of repeated keys (last wins, as in Java's map), keeping the order
+    /// in which keys first appeared.
+    pub fn finish_decoding(&mut self) {
+        let n = self.0.len();
+        if n < 2 {
+            return;
+        }
+        let has_duplicates = if n <= 32 {
+            (1..n).any(|i| self.0[..i].iter().any(|(k, _)| *k == self.0[i].0))
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            !self.0.iter().all(|(k, _)| seen.insert(k.as_str()))
+        };
+        if !has_duplicates {
+            return;
+        }
+        let mut last: std::collections::HashMap<CompactString, usize> =
+            std::collections::HashMap::with_capacity(n);
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            last.insert(k.clone(), i);
+        }
+        let mut first_seen: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            first_seen.entry(k.as_str()).or_insert(i);
+        }
+        let mut keep: Vec<(usize, usize)> = last
+            .iter()
+            .map(|(k, &i)| (first_seen.get(k.as_str()).copied().unwrap_or(i), i))
+            .collect();
+        keep.sort_unstable();
+        let old = std::mem::take(&mut self.0);
+        let mut slots: Vec<Option<(CompactString, CompactString)>> =
+            old.into_iter().map(Some).collect();
+        self.0 = keep
+            .into_iter()
+            .filter_map(|(_, i)| slots.get_mut(i).and_then(Option::take))
+            .collect();
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -156,5 +201,33 @@ impl<'de> serde::Deserialize<'de> for ExtFields {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod dedup_tests {
+    use super::*;
+
+    #[test]
+    fn decoding_many_fields_is_linear_and_last_wins() {
+        let mut e = ExtFields::new();
+        for i in 0..20_000 {
+            e.push_decoded(format!("k{}", i % 10_000), format!("v{i}"));
+        }
+        let started = std::time::Instant::now();
+        e.finish_decoding();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(e.iter().count(), 10_000);
+        assert_eq!(e.get("k7"), Some("v10007"));
+        assert_eq!(e.iter().next(), Some(("k0", "v10000")));
+        let mut small = ExtFields::new();
+        small.push_decoded("a", "1");
+        small.push_decoded("b", "2");
+        small.push_decoded("a", "3");
+        small.finish_decoding();
+        assert_eq!(
+            small.iter().collect::<Vec<_>>(),
+            vec![("a", "3"), ("b", "2")]
+        );
     }
 }

@@ -103,10 +103,11 @@ impl Parser<'_> {
         let mut out = ExtFields::with_capacity(16);
         self.members(|p, key| {
             if let Some(v) = p.scalar()? {
-                out.insert(key, v);
+                out.push_decoded(key, v);
             }
             Ok(())
         })?;
+        out.finish_decoding();
         Ok(out)
     }
 

@@ -1,7 +1,7 @@
 //! Listeners: accept on the control thread, serve each connection on a worker arbiter so the
 //! work spreads over the cores.
 
-use super::connection::serve_connection;
+use super::connection::{serve_connection, ConnectionLimits};
 use super::handlers::Role;
 use rocktor_actors::BrokerContext;
 use tokio::net::TcpListener;
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 pub async fn serve(
     listener: TcpListener,
     role: Role,
+    limits: ConnectionLimits,
     broker: BrokerContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -27,7 +28,7 @@ pub async fn serve(
                     let arbiter = broker.next_arbiter();
                     arbiter.spawn(async move {
                         match tokio::net::TcpStream::from_std(std_stream) {
-                            Ok(s) => serve_connection(s, remote, role, b).await,
+                            Ok(s) => serve_connection(s, remote, role, limits, b).await,
                             Err(e) => tracing::warn!(error = %e, "cannot register accepted socket"),
                         }
                     });

@@ -28,6 +28,12 @@ pub enum StorageError {
     Meta(String),
     #[error("the storage writer has stopped")]
     WriterGone,
+    /// The writer's queue is full; nothing was enqueued.
+    #[error("the storage writer is busy")]
+    Busy,
+    /// A write failed (disk full, I/O error): the broker refuses writes until one succeeds.
+    #[error("storage refuses writes: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;

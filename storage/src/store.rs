@@ -79,6 +79,9 @@ pub struct Recovered {
 pub struct Store {
     db: Arc<DB>,
     flush: FlushMode,
+    path: Arc<std::path::PathBuf>,
+    /// RocksDB's statistics, when opened with them (tests count WAL syncs).
+    stats: Option<Arc<Options>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,7 +95,15 @@ const LOG_BLOCK_SIZE: usize = 64 << 10;
 
 impl Store {
     pub fn open(path: &Path, flush: FlushMode) -> Result<Self> {
+        Self::open_with(path, flush, false)
+    }
+
+    /// Opens with RocksDB's statistics on (`ticker`), for tests that count what RocksDB did.
+    pub fn open_with(path: &Path, flush: FlushMode, statistics: bool) -> Result<Self> {
         let mut opts = Options::default();
+        if statistics {
+            opts.enable_statistics();
+        }
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
@@ -150,7 +161,21 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             flush,
+            path: Arc::new(path.to_path_buf()),
+            stats: statistics.then(|| Arc::new(opts)),
         })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many times the WAL was synced, when opened with statistics.
+    pub fn wal_syncs(&self) -> Option<u64> {
+        self.stats
+            .as_ref()
+            .map(|o| o.get_ticker_count(rocksdb::statistics::Ticker::WalFileSynced))
     }
 
     pub fn flush_mode(&self) -> FlushMode {

@@ -2,6 +2,13 @@
 //! updates) gather into one `WriteBatch` per round on a dedicated thread; in sync flush mode the
 //! WAL is fsynced before any of them is acknowledged. Actors never wait on RocksDB: they get a
 //! oneshot receiver back.
+//!
+//! Failures: a failed write fails every submission of its round and moves the writer's failure
+//! epoch on. Until a probe write succeeds again (tried every second) the writer is unhealthy and
+//! fails every write without touching RocksDB, and a batch stamped with an older epoch is failed
+//! too, so that a queue whose batch failed never sees a later batch of its own succeed past the
+//! hole. The channel is bounded: a full one fails the submission at once, before anything was
+//! enqueued, so callers may answer "busy" without the risk of a duplicate.
 
 use crate::keys::{self, CqValue};
 use crate::record;
@@ -9,7 +16,9 @@ use crate::store::{FlushMode, Store};
 use crate::{cf, Result, StorageError};
 use bytes::{Bytes, BytesMut};
 use rocksdb::{WriteBatch, WriteOptions};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Where a record goes in its consume queue.
@@ -48,6 +57,10 @@ pub struct AppendBatch {
     pub puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
     pub deletes: Vec<(&'static str, Vec<u8>)>,
     pub delete_ranges: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    /// The failure epoch this batch depends on (`Writer::epoch` when the caller's oldest
+    /// unfinished batch was submitted): once a write failed after it, the batch is failed
+    /// without being written.
+    pub epoch: Option<u64>,
 }
 
 impl AppendBatch {
@@ -73,33 +86,77 @@ enum Cmd {
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Cmd>,
-    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    tx: mpsc::SyncSender<Cmd>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    health: Arc<Health>,
+}
+
+/// What the writer tells everyone about its state without a message.
+#[derive(Debug)]
+struct Health {
+    healthy: AtomicBool,
+    epoch: AtomicU64,
 }
 
 /// Upper bound of submissions folded into one WriteBatch.
 const MAX_GROUP: usize = 512;
+/// Submissions waiting for the writer thread before new ones are refused.
+const CHANNEL_CAPACITY: usize = 16 * 1024;
+/// How often an unhealthy writer tries a probe write.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The META key the probe writes (kind 0xff: recovery skips unknown kinds).
+const PROBE_KEY: &[u8] = b"\xffprobe";
 
 impl Writer {
     pub(crate) fn start(store: Store, next_seq: u64) -> Result<Writer> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
+        let health = Arc::new(Health {
+            healthy: AtomicBool::new(true),
+            epoch: AtomicU64::new(0),
+        });
+        let h2 = health.clone();
         let handle = std::thread::Builder::new()
             .name("rocktor-writer".into())
-            .spawn(move || run(store, rx, next_seq))
+            .spawn(move || run(store, rx, next_seq, &h2))
             .map_err(|e| StorageError::Meta(format!("cannot start writer thread: {e}")))?;
         Ok(Writer {
             tx,
-            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+            thread: Arc::new(std::sync::Mutex::new(Some(handle))),
+            health,
         })
+    }
+
+    /// Whether the last write (or probe) succeeded: false while the disk refuses writes.
+    pub fn is_healthy(&self) -> bool {
+        self.health.healthy.load(Ordering::Acquire)
+    }
+
+    /// The failure epoch: moves on at every failed write.
+    pub fn epoch(&self) -> u64 {
+        self.health.epoch.load(Ordering::Acquire)
     }
 
     /// Queues a batch; the receiver resolves once it is durable under the flush mode.
     pub fn submit(&self, batch: AppendBatch) -> oneshot::Receiver<Result<AppendDone>> {
-        let (done, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Cmd::Write(_, done))) = self.tx.send(Cmd::Write(batch, done)) {
-            let _ = done.send(Err(StorageError::WriterGone));
+        match self.try_submit(batch) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let (done, rx) = oneshot::channel();
+                let _ = done.send(Err(e));
+                rx
+            }
         }
-        rx
+    }
+
+    /// Queues a batch, or says at once that it was not queued (`Busy`, `WriterGone`): then
+    /// nothing of it will ever be written.
+    pub fn try_submit(&self, batch: AppendBatch) -> Result<oneshot::Receiver<Result<AppendDone>>> {
+        let (done, rx) = oneshot::channel();
+        match self.tx.try_send(Cmd::Write(batch, done)) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::TrySendError::Full(_)) => Err(StorageError::Busy),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StorageError::WriterGone),
+        }
     }
 
     /// Stops the writer thread after what was submitted before, and waits for it, so that its
@@ -123,12 +180,58 @@ impl Writer {
     }
 }
 
-fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
+/// The one write call, where tests inject failures: `fail::cfg("storage::write",
+/// "return(<data dir>)")` fails the writes of that store only (tests share the process).
+fn write(store: &Store, wb: WriteBatch, wo: &WriteOptions) -> std::result::Result<(), String> {
+    let injected = fail::eval("storage::write", |arg| {
+        arg.is_none_or(|dir| std::path::Path::new(&dir) == store.path())
+    });
+    if injected == Some(true) {
+        return Err("injected write failure".into());
+    }
+    store.db().write_opt(wb, wo).map_err(|e| e.to_string())
+}
+
+/// A small synced write: succeeds once the disk takes writes again.
+fn probe(store: &Store) -> bool {
+    let Ok(meta) = store.handle(cf::META) else {
+        return false;
+    };
+    let mut wb = WriteBatch::default();
+    wb.put_cf(meta, PROBE_KEY, b"");
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    write(store, wb, &wo).is_ok()
+}
+
+fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health) {
     let mut wo = WriteOptions::default();
     wo.set_sync(store.flush_mode() == FlushMode::Sync);
     let mut cmds = Vec::with_capacity(MAX_GROUP);
     let mut stopping = false;
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if health.healthy.load(Ordering::Acquire) {
+            match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(PROBE_EVERY) {
+                Ok(c) => c,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if probe(&store) {
+                        tracing::warn!("storage writes succeed again; the broker is writable");
+                        health.healthy.store(true, Ordering::Release);
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        if !health.healthy.load(Ordering::Acquire) && probe(&store) {
+            tracing::warn!("storage writes succeed again; the broker is writable");
+            health.healthy.store(true, Ordering::Release);
+        }
         cmds.push(first);
         while cmds.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -139,8 +242,15 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
         let mut wb = WriteBatch::default();
         let mut writes: Vec<(oneshot::Sender<Result<AppendDone>>, AppendDone)> = Vec::new();
         let mut flushes = Vec::new();
+        let healthy = health.healthy.load(Ordering::Acquire);
+        let epoch = health.epoch.load(Ordering::Acquire);
         for cmd in cmds.drain(..) {
             match cmd {
+                Cmd::Write(batch, done) if !healthy || batch.epoch.is_some_and(|e| e < epoch) => {
+                    let _ = done.send(Err(StorageError::Unavailable(
+                        "a previous write failed; nothing was written".into(),
+                    )));
+                }
                 Cmd::Write(batch, done) => match add(&store, &mut wb, batch, &mut next_seq) {
                     Ok(d) => writes.push((done, d)),
                     Err(e) => {
@@ -154,7 +264,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
         let result = if wb.is_empty() {
             Ok(())
         } else {
-            store.db().write_opt(wb, &wo).map_err(|e| e.to_string())
+            write(&store, wb, &wo)
         };
         match &result {
             Ok(()) => {
@@ -164,9 +274,12 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "storage write failed; nothing in this batch is acknowledged");
+                tracing::error!(error = %e, "storage write failed; nothing in this batch is acknowledged and the broker refuses writes until the disk takes them again");
+                metrics::counter!("rocktor_storage_write_failures_total").increment(1);
+                health.epoch.fetch_add(1, Ordering::AcqRel);
+                health.healthy.store(false, Ordering::Release);
                 for (done, _) in writes {
-                    let _ = done.send(Err(StorageError::Meta(format!("write failed: {e}"))));
+                    let _ = done.send(Err(StorageError::Unavailable(format!("write failed: {e}"))));
                 }
             }
         }
@@ -338,5 +451,103 @@ mod tests {
         assert_eq!(store.search_offset_by_time(1, 0, b, 1004, true).unwrap(), 4);
         assert_eq!(store.search_offset_by_time(1, 0, b, 5000, true).unwrap(), 9);
         assert_eq!(store.search_offset_by_time(1, 0, b, 0, false).unwrap(), 0);
+    }
+
+    fn one(store: &Store, off: u64) -> AppendBatch {
+        let _ = store;
+        AppendBatch {
+            records: vec![rec("T", 0, off, b"x")],
+            ..Default::default()
+        }
+    }
+
+    /// Sync flush: every acknowledgement follows a WAL sync (RocksDB's own count); async
+    /// flush: no sync at all. This is what makes kill -9 under sync flush lose nothing.
+    #[test]
+    fn sync_flush_acknowledges_only_after_a_wal_sync() {
+        for (mode, writes) in [(FlushMode::Sync, 20u64), (FlushMode::Async, 20)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), mode, true).unwrap();
+            let w = store.start_writer(0).unwrap();
+            let before = store.wal_syncs().unwrap();
+            for i in 0..writes {
+                w.submit(one(&store, i)).blocking_recv().unwrap().unwrap();
+                if mode == FlushMode::Sync {
+                    assert!(
+                        store.wal_syncs().unwrap() - before > i,
+                        "ack {i} before its sync"
+                    );
+                }
+            }
+            let synced = store.wal_syncs().unwrap() - before;
+            match mode {
+                FlushMode::Sync => assert!(synced >= writes, "{synced} syncs for {writes} acks"),
+                FlushMode::Async => assert_eq!(synced, 0),
+            }
+            w.close();
+            store.stop_background_work();
+        }
+    }
+
+    /// A failed write fails its batch, makes the writer unhealthy, fails batches that depend
+    /// on the failed epoch, and the writer comes back once writes succeed again.
+    #[test]
+    fn a_failed_write_is_never_acknowledged_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), FlushMode::Sync).unwrap();
+        let w = store.start_writer(0).unwrap();
+        w.submit(one(&store, 0)).blocking_recv().unwrap().unwrap();
+        assert_eq!(w.epoch(), 0);
+        let tag = format!("return({})", dir.path().display());
+        fail::cfg("storage::write", &tag).unwrap();
+        let err = w
+            .submit(one(&store, 1))
+            .blocking_recv()
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+        assert!(!w.is_healthy());
+        assert_eq!(w.epoch(), 1);
+        fail::remove("storage::write");
+        // A batch that depends on the failed epoch is refused even though the disk is back.
+        let mut stale = one(&store, 1);
+        stale.epoch = Some(0);
+        assert!(w.submit(stale).blocking_recv().unwrap().is_err());
+        // The writer probes and takes writes again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut fresh = one(&store, 1);
+        fresh.epoch = Some(w.epoch());
+        let done = w.submit(fresh).blocking_recv().unwrap();
+        let done = match done {
+            Ok(d) => d,
+            Err(_) => loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "writer never recovered"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(d) = w.submit(one(&store, 1)).blocking_recv().unwrap() {
+                    break d;
+                }
+            },
+        };
+        assert_eq!(done.seqs.len(), 1);
+        assert!(w.is_healthy());
+        // Only the acknowledged records are stored.
+        let read = crate::QueueRead {
+            topic_id: 1,
+            queue_id: 0,
+            from: 0,
+            upto: 10,
+            max_count: 100,
+            max_bytes: 1 << 20,
+        };
+        let out = store.read_queue(&read, &|_| true).unwrap();
+        assert_eq!(
+            out.entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        w.close();
+        store.stop_background_work();
     }
 }

@@ -30,10 +30,23 @@ pub struct BrokerProc {
     pub broker: SocketAddr,
     pub http: SocketAddr,
     flush: &'static str,
+    /// Extra `ROCKTOR_*` settings for the process.
+    pub env: Vec<(String, String)>,
+    /// RLIMIT_FSIZE for the process (SIGXFSZ ignored, so writes past it fail with EFBIG).
+    pub file_size_limit: Option<u64>,
 }
 
 impl BrokerProc {
     pub fn start(flush: &'static str) -> BrokerProc {
+        Self::start_with(flush, &[], None)
+    }
+
+    /// Starts with extra environment settings and an optional file-size limit.
+    pub fn start_with(
+        flush: &'static str,
+        env: &[(&str, &str)],
+        file_size_limit: Option<u64>,
+    ) -> BrokerProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut b = BrokerProc {
             child: None,
@@ -42,6 +55,11 @@ impl BrokerProc {
             broker: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
             flush,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file_size_limit,
         };
         b.spawn();
         b
@@ -57,7 +75,25 @@ impl BrokerProc {
             .append(true)
             .open(self.log_path())
             .expect("open log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rocktor"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rocktor"));
+        if let Some(limit) = self.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args([
                 "--data-dir",
                 &self.dir.path().join("data").display().to_string(),
@@ -69,6 +105,7 @@ impl BrokerProc {
             .args(["--grpc-port", "0"])
             .args(["--flush-mode", self.flush])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -126,6 +163,28 @@ impl BrokerProc {
 
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// SIGKILL, then start again without the file-size limit.
+    pub fn kill9_and_restart_unlimited(&mut self) {
+        self.file_size_limit = None;
+        self.kill9_and_restart();
+    }
+
+    /// Resident memory of the broker process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 }
 

@@ -68,7 +68,7 @@ async fn broker_codes(
         rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 | rq::SEND_BATCH_MESSAGE => {
             send::send(b, conn, req).await
         }
-        rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, req).await,
+        rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, conn, req).await,
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,
         rq::HEART_BEAT => consumer::heartbeat(b, conn, req).await,
         rq::UNREGISTER_CLIENT => consumer::unregister(b, req).await,

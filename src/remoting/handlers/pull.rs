@@ -3,6 +3,7 @@
 use super::HandlerResult;
 use crate::remoting::codes::response as rc;
 use crate::remoting::command::RemotingCommand;
+use crate::remoting::connection::Connection;
 use crate::remoting::ext::Ext;
 use rocktor_actors::service::PullRequest;
 use rocktor_actors::topic_queue::PullStatus;
@@ -15,7 +16,7 @@ const FLAG_SUBSCRIPTION: i64 = 0x4;
 /// Longest hold we grant, whatever the client asks.
 const MAX_HOLD: Duration = Duration::from_secs(60);
 
-pub async fn pull(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+pub async fn pull(b: &BrokerContext, conn: &Connection, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
     let sys_flag = e.opt_i64("sysFlag")?.unwrap_or(0);
     let hold = (sys_flag & FLAG_SUSPEND != 0).then(|| {
@@ -52,6 +53,7 @@ pub async fn pull(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
         sub_version: e.opt_i64("subVersion")?.unwrap_or(0),
         commit_offset,
         hold,
+        connection_holds: Some(conn.holds.clone()),
     };
     let out = b.pull(preq).await?;
     let code = match out.status {
@@ -65,12 +67,6 @@ pub async fn pull(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
         .with_ext("nextBeginOffset", out.next_offset)
         .with_ext("minOffset", out.min_offset)
         .with_ext("maxOffset", out.max_offset);
-    if !out.records.is_empty() {
-        let mut body = bytes::BytesMut::with_capacity(out.records.iter().map(|r| r.len()).sum());
-        for r in &out.records {
-            body.extend_from_slice(r);
-        }
-        resp.body = body.freeze();
-    }
+    resp.body_chunks = out.records;
     Ok(Some(resp))
 }
