@@ -17,7 +17,7 @@
 //! it without a message to this actor.
 
 use crate::filter::Filter;
-use crate::model::GroupConfig;
+use crate::model::{GroupConfig, MessageModel};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use rocktor_storage::{cf, keys, AppendBatch, Writer};
@@ -26,30 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A way back to a connected client, implemented by the front end that owns the connection.
-pub trait ClientChannel: Send + Sync + 'static {
-    fn connection_id(&self) -> u64;
-    fn remote_addr(&self) -> SocketAddr;
-    /// Tell the client to rebalance now (NOTIFY_CONSUMER_IDS_CHANGED in remoting).
-    fn notify_consumer_ids_changed(&self, group: &str);
-    /// Ask the client for its running state (GET_CONSUMER_RUNNING_INFO); the answer is the
-    /// client's own document, passed through unread.
-    fn consumer_running_info(
-        &self,
-        group: &str,
-        client_id: &str,
-        jstack: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes, String>> + Send>>;
-    /// Tell the client its offsets of `topic` were reset (RESET_CONSUMER_CLIENT_OFFSET).
-    fn reset_offsets(
-        &self,
-        broker_name: &str,
-        group: &str,
-        topic: &str,
-        timestamp: i64,
-        offsets: &[(u32, i64)],
-    );
-}
+pub use crate::client_channel::ClientChannel;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -72,7 +49,7 @@ impl Subscription {
 pub struct ConsumerInfo {
     pub client_id: String,
     pub consume_type: String,
-    pub message_model: String,
+    pub message_model: MessageModel,
     pub consume_from_where: String,
     pub subscriptions: Vec<Subscription>,
     pub language: String,
@@ -91,7 +68,7 @@ pub struct SubscriptionView {
 #[derive(Debug, Clone, Default)]
 pub struct GroupView {
     pub subscriptions: HashMap<String, Arc<SubscriptionView>>,
-    pub message_model: Option<String>,
+    pub message_model: Option<MessageModel>,
     /// Members whose subscriptions differ from the others', described for admin answers.
     /// Clustering consumers of one group must subscribe alike, or messages go unconsumed.
     pub inconsistencies: Vec<String>,
@@ -112,7 +89,7 @@ pub struct GroupConnections {
     pub inconsistencies: Vec<String>,
     pub subscriptions: Vec<Subscription>,
     pub consume_type: Option<String>,
-    pub message_model: Option<String>,
+    pub message_model: Option<MessageModel>,
     pub consume_from_where: Option<String>,
 }
 
@@ -166,7 +143,7 @@ impl ConsumerGroup {
         let mut subs: HashMap<String, Arc<SubscriptionView>> = HashMap::new();
         let mut model = None;
         for m in self.members.values() {
-            model.get_or_insert_with(|| m.info.message_model.clone());
+            model.get_or_insert(m.info.message_model);
             for s in &m.info.subscriptions {
                 let newer = subs
                     .get(&s.topic)
@@ -525,8 +502,7 @@ impl Handler<GetConnections> for ConsumerGroup {
             });
             out.consume_type
                 .get_or_insert_with(|| m.info.consume_type.clone());
-            out.message_model
-                .get_or_insert_with(|| m.info.message_model.clone());
+            out.message_model.get_or_insert(m.info.message_model);
             out.consume_from_where
                 .get_or_insert_with(|| m.info.consume_from_where.clone());
             for s in &m.info.subscriptions {
@@ -677,7 +653,7 @@ mod tests {
         ConsumerInfo {
             client_id: id.into(),
             consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
+            message_model: MessageModel::Clustering,
             consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
             subscriptions: vec![Subscription {
                 topic: "T".into(),

@@ -4,12 +4,15 @@
 //! - `topic_queue` — one actor per (topic, queue): offsets, tail cache, long polls.
 //! - `consumer_group` — one actor per group: members, subscriptions, offsets.
 //! - `routes` — the name server's tables.
-//! - `service` — the flows front ends call (`BrokerContext`).
+//! - `scheduler` — delayed delivery; `producers` — the producer registry.
+//! - `client_channel` — the domain's way back to a connected client.
+//! - `service` — the flows front ends call (`BrokerContext`), one file per flow.
 //!
 //! Actors never see wire formats and never call RocksDB on their own thread.
 
 pub mod admin;
 pub mod broker;
+pub mod client_channel;
 pub mod consumer_group;
 pub mod error;
 pub mod filter;

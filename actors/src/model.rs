@@ -87,6 +87,34 @@ impl GroupConfig {
     }
 }
 
+/// How a consumer group shares a topic: each message to one member (clustering) or to every
+/// member (broadcasting). Front ends map their own spellings to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageModel {
+    #[default]
+    Clustering,
+    Broadcasting,
+}
+
+impl MessageModel {
+    /// RocketMQ's name of the model (`CLUSTERING`, `BROADCASTING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageModel::Clustering => "CLUSTERING",
+            MessageModel::Broadcasting => "BROADCASTING",
+        }
+    }
+
+    /// From RocketMQ's name, case-insensitive; anything else is clustering (the default).
+    pub fn from_name(name: &str) -> Self {
+        if name.eq_ignore_ascii_case("BROADCASTING") {
+            MessageModel::Broadcasting
+        } else {
+            MessageModel::Clustering
+        }
+    }
+}
+
 /// The largest queue count a topic (or a group's retry topic) may have; larger requests and
 /// stored configs are clamped or refused, so no request can make the broker start more actors.
 pub const MAX_QUEUES: u32 = 1024;

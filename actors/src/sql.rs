@@ -16,8 +16,19 @@
 //!
 //! Keywords are case-insensitive; `--` and `/* */` are comments. A result that is not TRUE
 //! (false, unknown/null, or not a boolean) means no match.
+//!
+//! Limits, because an expression comes from any client: at most `MAX_EXPRESSION_LEN` bytes,
+//! and no tree deeper than `MAX_DEPTH` (parentheses and prefix operators nest the parser;
+//! chained comparisons deepen the tree). AND and OR chains are one n-ary node, so long
+//! chains stay shallow. With the depth bounded, parsing, `eval` and `Drop` recurse at most
+//! `MAX_DEPTH` levels: no stack overflow on any input.
 
 use std::fmt;
+
+/// The longest expression accepted, in bytes.
+pub const MAX_EXPRESSION_LEN: usize = 16 * 1024;
+/// The deepest expression tree (and parser nesting) accepted.
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -34,8 +45,9 @@ pub enum Expr {
     Var(String),
     Neg(Box<Expr>),
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// All operands, in order (a chain `a AND b AND c` is one node).
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
     IsNull(Box<Expr>, bool),
     Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
@@ -230,7 +242,12 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SqlError> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Current nesting of parentheses and prefix operators.
+    nest: usize,
 }
+
+/// A parsed sub-expression and the depth of its tree.
+type Parsed = Result<(Expr, usize), SqlError>;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -298,43 +315,85 @@ impl Parser {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, SqlError> {
-        let mut e = self.and()?;
+    fn too_deep(&self) -> SqlError {
+        let col = self.toks[self.pos.min(self.toks.len() - 1)].1;
+        SqlError {
+            column: col + 1,
+            message: format!("the expression nests deeper than {MAX_DEPTH} levels"),
+        }
+    }
+
+    /// A node of this depth, unless it is too deep.
+    fn node(&self, e: Expr, depth: usize) -> Parsed {
+        if depth > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        Ok((e, depth))
+    }
+
+    /// Runs a nested parse (parentheses, prefix operators) one level deeper.
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Parsed) -> Parsed {
+        if self.nest >= MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        self.nest += 1;
+        let r = f(self);
+        self.nest -= 1;
+        r
+    }
+
+    fn or(&mut self) -> Parsed {
+        let (first, mut depth) = self.and()?;
+        if !matches!(self.peek(), Tok::Kw("OR")) {
+            return Ok((first, depth));
+        }
+        let mut items = vec![first];
         while self.eat_kw("OR") {
-            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+            let (e, d) = self.and()?;
+            depth = depth.max(d);
+            items.push(e);
         }
-        Ok(e)
+        self.node(Expr::Or(items), depth + 1)
     }
 
-    fn and(&mut self) -> Result<Expr, SqlError> {
-        let mut e = self.eq()?;
+    fn and(&mut self) -> Parsed {
+        let (first, mut depth) = self.eq()?;
+        if !matches!(self.peek(), Tok::Kw("AND")) {
+            return Ok((first, depth));
+        }
+        let mut items = vec![first];
         while self.eat_kw("AND") {
-            e = Expr::And(Box::new(e), Box::new(self.eq()?));
+            let (e, d) = self.eq()?;
+            depth = depth.max(d);
+            items.push(e);
         }
-        Ok(e)
+        self.node(Expr::And(items), depth + 1)
     }
 
-    fn eq(&mut self) -> Result<Expr, SqlError> {
-        let mut e = self.cmp()?;
+    fn eq(&mut self) -> Parsed {
+        let (mut e, mut depth) = self.cmp()?;
         loop {
-            if self.eat_op("=") {
-                e = Expr::Cmp(CmpOp::Eq, Box::new(e), Box::new(self.cmp()?));
+            let op = if self.eat_op("=") {
+                CmpOp::Eq
             } else if self.eat_op("<>") {
-                e = Expr::Cmp(CmpOp::Ne, Box::new(e), Box::new(self.cmp()?));
+                CmpOp::Ne
             } else if self.eat_kw("IS") {
                 let negated = self.eat_kw("NOT");
                 if !self.eat_kw("NULL") {
                     return Err(self.error("NULL"));
                 }
-                e = Expr::IsNull(Box::new(e), negated);
+                (e, depth) = self.node(Expr::IsNull(Box::new(e), negated), depth + 1)?;
+                continue;
             } else {
-                return Ok(e);
-            }
+                return Ok((e, depth));
+            };
+            let (rhs, d) = self.cmp()?;
+            (e, depth) = self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), depth.max(d) + 1)?;
         }
     }
 
-    fn cmp(&mut self) -> Result<Expr, SqlError> {
-        let mut e = self.unary()?;
+    fn cmp(&mut self) -> Parsed {
+        let (mut e, mut depth) = self.unary()?;
         loop {
             let op = match self.peek() {
                 Tok::Op(">") => Some(CmpOp::Gt),
@@ -345,7 +404,9 @@ impl Parser {
             };
             if let Some(op) = op {
                 self.pos += 1;
-                e = Expr::Cmp(op, Box::new(e), Box::new(self.unary()?));
+                let (rhs, d) = self.unary()?;
+                (e, depth) =
+                    self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), depth.max(d) + 1)?;
                 continue;
             }
             let negated = matches!(self.peek(), Tok::Kw("NOT"))
@@ -359,12 +420,16 @@ impl Parser {
             match self.peek() {
                 Tok::Kw("BETWEEN") => {
                     self.pos += 1;
-                    let lo = self.unary()?;
+                    let (lo, dl) = self.unary()?;
                     if !self.eat_kw("AND") {
                         return Err(self.error("AND"));
                     }
-                    let hi = self.unary()?;
-                    e = Expr::Between(Box::new(e), Box::new(lo), Box::new(hi), negated);
+                    let (hi, dh) = self.unary()?;
+                    let d = depth.max(dl).max(dh) + 1;
+                    (e, depth) = self.node(
+                        Expr::Between(Box::new(e), Box::new(lo), Box::new(hi), negated),
+                        d,
+                    )?;
                 }
                 Tok::Kw("IN") => {
                     self.pos += 1;
@@ -374,7 +439,7 @@ impl Parser {
                         items.push(self.string()?);
                     }
                     self.expect_op(")")?;
-                    e = Expr::In(Box::new(e), items, negated);
+                    (e, depth) = self.node(Expr::In(Box::new(e), items, negated), depth + 1)?;
                 }
                 Tok::Kw(k @ ("CONTAINS" | "STARTSWITH" | "ENDSWITH")) => {
                     let op = match *k {
@@ -383,59 +448,63 @@ impl Parser {
                         _ => StrOp::EndsWith,
                     };
                     self.pos += 1;
-                    e = Expr::Str(op, Box::new(e), self.string()?, negated);
+                    let pat = self.string()?;
+                    (e, depth) = self.node(Expr::Str(op, Box::new(e), pat, negated), depth + 1)?;
                 }
-                _ => return Ok(e),
+                _ => return Ok((e, depth)),
             }
         }
     }
 
-    fn unary(&mut self) -> Result<Expr, SqlError> {
+    fn unary(&mut self) -> Parsed {
         if self.eat_op("+") {
-            return self.unary();
+            return self.nested(|p| p.unary());
         }
         if self.eat_op("-") {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
+            let (e, d) = self.nested(|p| p.unary())?;
+            return self.node(Expr::Neg(Box::new(e)), d + 1);
         }
         if self.eat_kw("NOT") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            let (e, d) = self.nested(|p| p.unary())?;
+            return self.node(Expr::Not(Box::new(e)), d + 1);
         }
         self.primary()
     }
 
-    fn primary(&mut self) -> Result<Expr, SqlError> {
+    fn primary(&mut self) -> Parsed {
+        let leaf = |e: Expr| Ok((e, 1));
         match self.peek().clone() {
             Tok::Str(s) => {
                 self.next();
-                Ok(Expr::Lit(Value::Str(s)))
+                leaf(Expr::Lit(Value::Str(s)))
             }
             Tok::Long(v) => {
                 self.next();
-                Ok(Expr::Lit(Value::Long(v)))
+                leaf(Expr::Lit(Value::Long(v)))
             }
             Tok::Double(v) => {
                 self.next();
-                Ok(Expr::Lit(Value::Double(v)))
+                leaf(Expr::Lit(Value::Double(v)))
             }
             Tok::Kw("TRUE") => {
                 self.next();
-                Ok(Expr::Lit(Value::Bool(true)))
+                leaf(Expr::Lit(Value::Bool(true)))
             }
             Tok::Kw("FALSE") => {
                 self.next();
-                Ok(Expr::Lit(Value::Bool(false)))
+                leaf(Expr::Lit(Value::Bool(false)))
             }
             Tok::Kw("NULL") => {
                 self.next();
-                Ok(Expr::Lit(Value::Null))
+                leaf(Expr::Lit(Value::Null))
             }
             Tok::Ident(name) => {
                 self.next();
-                Ok(Expr::Var(name))
+                leaf(Expr::Var(name))
             }
             Tok::Op("(") => {
                 self.next();
-                let e = self.or()?;
+                let e = self.nested(|p| p.or())?;
                 self.expect_op(")")?;
                 Ok(e)
             }
@@ -446,12 +515,25 @@ impl Parser {
 
 /// Parses an expression; the error says where and what was expected.
 pub fn parse(src: &str) -> Result<Expr, SqlError> {
+    if src.len() > MAX_EXPRESSION_LEN {
+        return Err(SqlError {
+            column: MAX_EXPRESSION_LEN + 1,
+            message: format!(
+                "the expression is {} bytes long; at most {MAX_EXPRESSION_LEN} are allowed",
+                src.len()
+            ),
+        });
+    }
     let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        nest: 0,
+    };
     if matches!(p.peek(), Tok::End) {
         return Err(p.error("an expression"));
     }
-    let e = p.or()?;
+    let (e, _) = p.or()?;
     if !matches!(p.peek(), Tok::End) {
         return Err(p.error("an operator or the end of the expression"));
     }
@@ -526,16 +608,38 @@ impl Expr {
                 v => num(&v).map(|d| Value::Double(-d)).unwrap_or(Value::Null),
             },
             Expr::Not(e) => opt_bool(truth(e.eval(get)).map(|b| !b)),
-            Expr::And(a, b) => match (truth(a.eval(get)), truth(b.eval(get))) {
-                (Some(false), _) | (_, Some(false)) => Value::Bool(false),
-                (Some(true), Some(true)) => Value::Bool(true),
-                _ => Value::Null,
-            },
-            Expr::Or(a, b) => match (truth(a.eval(get)), truth(b.eval(get))) {
-                (Some(true), _) | (_, Some(true)) => Value::Bool(true),
-                (Some(false), Some(false)) => Value::Bool(false),
-                _ => Value::Null,
-            },
+            // Three-valued: FALSE decides an AND, TRUE an OR; otherwise any unknown operand
+            // makes the result unknown.
+            Expr::And(items) => {
+                let mut unknown = false;
+                for e in items {
+                    match truth(e.eval(get)) {
+                        Some(false) => return Value::Bool(false),
+                        Some(true) => {}
+                        None => unknown = true,
+                    }
+                }
+                if unknown {
+                    Value::Null
+                } else {
+                    Value::Bool(true)
+                }
+            }
+            Expr::Or(items) => {
+                let mut unknown = false;
+                for e in items {
+                    match truth(e.eval(get)) {
+                        Some(true) => return Value::Bool(true),
+                        Some(false) => {}
+                        None => unknown = true,
+                    }
+                }
+                if unknown {
+                    Value::Null
+                } else {
+                    Value::Bool(false)
+                }
+            }
             Expr::Cmp(op, a, b) => opt_bool(compare(*op, &a.eval(get), &b.eval(get))),
             Expr::IsNull(e, negated) => Value::Bool(matches!(e.eval(get), Value::Null) != *negated),
             Expr::Between(e, lo, hi, negated) => {
@@ -668,6 +772,50 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected a value"));
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_overflowing_the_stack() {
+        let long = "(".repeat(60_000) + "a = 1" + &")".repeat(60_000);
+        assert!(parse(&long).unwrap_err().message.contains("16384"));
+        for deep in [
+            "(".repeat(100) + "a = 1" + &")".repeat(100),
+            "NOT ".repeat(100) + "a = 1",
+            "- ".repeat(100) + "1 = 1",
+            "+ ".repeat(100) + "1 = 1",
+            "a".to_string() + &" = a".repeat(200),
+            "a".to_string() + &" IS NULL".repeat(200),
+            "a".to_string() + &" > 1".repeat(200),
+        ] {
+            let err = parse(&deep).unwrap_err();
+            assert!(err.message.contains("deeper"), "{err}");
+        }
+        assert!(parse(&("(".repeat(60) + "a = 1" + &")".repeat(60))).is_ok());
+        assert!(parse(&("NOT ".repeat(60) + "a = 1")).is_ok());
+    }
+
+    #[test]
+    fn long_and_or_chains_are_one_shallow_node() {
+        let chain = "a = 1 AND ".repeat(1_500) + "a = 1";
+        assert!(chain.len() < MAX_EXPRESSION_LEN);
+        let e = parse(&chain).unwrap();
+        match &e {
+            Expr::And(items) => assert_eq!(items.len(), 1_501),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.matches(&props(&[("a", "1")])));
+        assert!(!e.matches(&props(&[("a", "2")])));
+        let ors = "a = 1 OR ".repeat(1_500) + "b = 2";
+        assert!(parse(&ors).unwrap().matches(&props(&[("b", "2")])));
+        // Three-valued logic over n operands.
+        assert!(!parse("a = 1 AND b = 2 AND c = 3")
+            .unwrap()
+            .matches(&props(&[("a", "1"), ("b", "2")])));
+        assert!(parse("x = 1 OR y IS NULL OR z = 3").unwrap().matches(&[]));
+        assert!(!parse("NOT (x = 1 OR y = 2)").unwrap().matches(&[]));
+        assert!(parse("NOT (x = 1 AND y = 2)")
+            .unwrap()
+            .matches(&props(&[("x", "0")])));
     }
 
     #[test]

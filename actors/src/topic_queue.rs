@@ -112,6 +112,8 @@ pub struct Pull {
     pub filter: Arc<Filter>,
     /// Long-poll: hold this long when there is nothing to return.
     pub hold: Option<Duration>,
+    /// Turns true when the caller is gone (its connection closed): its storage read is skipped.
+    pub caller_gone: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +132,14 @@ pub struct PullOutcome {
     pub next_offset: u64,
     pub min_offset: u64,
     pub max_offset: u64,
+    /// The share of the broker's read budget these records hold (storage reads): keep it
+    /// until the answer is encoded, so fresh copies waiting to be sent stay bounded too.
+    pub budget: Option<ReadBudget>,
 }
+
+/// A held share of the storage-read budget; released when the last clone drops.
+#[derive(Debug, Clone)]
+pub struct ReadBudget(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
 impl Message for Pull {
     type Result = Result<PullOutcome, BrokerError>;
@@ -141,6 +150,16 @@ pub struct StopQueue;
 
 impl Message for StopQueue {
     type Result = ();
+}
+
+/// MiB of records that storage reads in flight may return, broker-wide.
+const READ_BUDGET_MIB: u32 = 256;
+
+fn read_budget() -> Arc<tokio::sync::Semaphore> {
+    static BUDGET: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    BUDGET
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize)))
+        .clone()
 }
 
 struct TailEntry {
@@ -324,6 +343,7 @@ impl TopicQueue {
             next_offset,
             min_offset: self.min_offset,
             max_offset: self.committed,
+            budget: None,
         }
     }
 
@@ -361,7 +381,9 @@ impl TopicQueue {
         Step::Ready(out)
     }
 
-    /// Reads below the tail on the blocking pool: RocksDB I/O never runs on this thread.
+    /// Reads below the tail on the blocking pool: RocksDB I/O never runs on this thread. Reads
+    /// in flight are bounded broker-wide by `READ_BUDGET_MIB` (by the bytes each may return),
+    /// so pipelined pulls cannot make the broker hold unbounded fresh copies of records.
     fn read_storage(
         &self,
         p: Pull,
@@ -371,6 +393,22 @@ impl TopicQueue {
         let (min, max) = (self.min_offset, self.committed);
         let p_filter = p.filter.clone();
         async move {
+            let units = ((p.max_bytes >> 20) + 1).min(READ_BUDGET_MIB as usize) as u32;
+            let gone = || {
+                p.caller_gone
+                    .as_ref()
+                    .is_some_and(|g| g.load(Ordering::Acquire))
+            };
+            if gone() {
+                return Err(BrokerError::ShuttingDown);
+            }
+            let budget = read_budget()
+                .acquire_many_owned(units)
+                .await
+                .map_err(|_| BrokerError::ShuttingDown)?;
+            if gone() {
+                return Err(BrokerError::ShuttingDown);
+            }
             let read = tokio::task::spawn_blocking(move || {
                 let filter = p.filter.clone();
                 let read = QueueRead {
@@ -405,6 +443,7 @@ impl TopicQueue {
                 next_offset,
                 min_offset: min,
                 max_offset: max,
+                budget: Some(ReadBudget(Arc::new(budget))),
             })
         }
     }
@@ -822,6 +861,7 @@ mod tests {
             max_bytes: 1 << 20,
             filter: Arc::new(filter),
             hold,
+            caller_gone: None,
         }
     }
 

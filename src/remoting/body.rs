@@ -4,6 +4,7 @@
 use super::command::push_json_str;
 use rocktor_actors::admin::{ConsumeRow, QueueOffsets};
 use rocktor_actors::consumer_group::{ConsumerInfo, GroupConnections, Subscription};
+use rocktor_actors::model::MessageModel;
 use rocktor_actors::model::{GroupConfig, TopicConfig};
 use rocktor_actors::routes::{ClusterInfo, RouteData};
 use serde_json::{json, Map, Value};
@@ -67,19 +68,28 @@ pub fn group_config(g: &GroupConfig) -> Value {
 /// Reads a SubscriptionGroupConfig body leniently; absent fields take Apache's defaults.
 pub fn parse_group_config(v: &Value) -> Option<GroupConfig> {
     let name = v.get("groupName")?.as_str()?;
+    // Absent fields keep the domain's defaults (GroupConfig::new, the one place they live).
     let mut g = GroupConfig::new(name);
     let b = |k: &str, d: bool| v.get(k).and_then(as_bool).unwrap_or(d);
     let i = |k: &str, d: i64| v.get(k).and_then(as_i64).unwrap_or(d);
-    g.consume_enable = b("consumeEnable", true);
-    g.consume_from_min_enable = b("consumeFromMinEnable", true);
-    g.consume_broadcast_enable = b("consumeBroadcastEnable", true);
-    g.consume_message_orderly = b("consumeMessageOrderly", false);
+    g.consume_enable = b("consumeEnable", g.consume_enable);
+    g.consume_from_min_enable = b("consumeFromMinEnable", g.consume_from_min_enable);
+    g.consume_broadcast_enable = b("consumeBroadcastEnable", g.consume_broadcast_enable);
+    g.consume_message_orderly = b("consumeMessageOrderly", g.consume_message_orderly);
     // Clamped, not cast: a huge number must reach the domain's range check, not wrap.
-    g.retry_queue_nums = i("retryQueueNums", 1).clamp(0, u32::MAX as i64) as u32;
-    g.retry_max_times = i("retryMaxTimes", 16).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-    g.broker_id = i("brokerId", 0);
-    g.which_broker_when_consume_slowly = i("whichBrokerWhenConsumeSlowly", 1);
-    g.notify_consumer_ids_changed_enable = b("notifyConsumerIdsChangedEnable", true);
+    g.retry_queue_nums =
+        i("retryQueueNums", g.retry_queue_nums as i64).clamp(0, u32::MAX as i64) as u32;
+    g.retry_max_times =
+        i("retryMaxTimes", g.retry_max_times as i64).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    g.broker_id = i("brokerId", g.broker_id);
+    g.which_broker_when_consume_slowly = i(
+        "whichBrokerWhenConsumeSlowly",
+        g.which_broker_when_consume_slowly,
+    );
+    g.notify_consumer_ids_changed_enable = b(
+        "notifyConsumerIdsChangedEnable",
+        g.notify_consumer_ids_changed_enable,
+    );
     Some(g)
 }
 
@@ -209,7 +219,11 @@ pub fn parse_heartbeat(body: &[u8], language: &str, version: i32) -> Result<Hear
             ConsumerInfo {
                 client_id: client_id.clone(),
                 consume_type: enum_name(c.get("consumeType"), &CONSUME_TYPES, "CONSUME_PASSIVELY"),
-                message_model: enum_name(c.get("messageModel"), &MESSAGE_MODELS, "CLUSTERING"),
+                message_model: MessageModel::from_name(&enum_name(
+                    c.get("messageModel"),
+                    &MESSAGE_MODELS,
+                    "CLUSTERING",
+                )),
                 consume_from_where: enum_name(
                     c.get("consumeFromWhere"),
                     &CONSUME_FROM,
@@ -253,8 +267,8 @@ pub fn consumer_connection(c: &GroupConnections) -> Value {
     if let Some(t) = &c.consume_type {
         v["consumeType"] = json!(t);
     }
-    if let Some(m) = &c.message_model {
-        v["messageModel"] = json!(m);
+    if let Some(m) = c.message_model {
+        v["messageModel"] = json!(m.as_str());
     }
     if let Some(w) = &c.consume_from_where {
         v["consumeFromWhere"] = json!(w);
@@ -336,14 +350,14 @@ mod tests {
         let (g, c) = &hb.consumers[0];
         assert_eq!(g, "G");
         assert_eq!(c.consume_type, "CONSUME_PASSIVELY");
-        assert_eq!(c.message_model, "CLUSTERING");
+        assert_eq!(c.message_model, MessageModel::Clustering);
         assert_eq!(c.consume_from_where, "CONSUME_FROM_LAST_OFFSET");
         assert_eq!(c.subscriptions[0].version, 1_700_000_000_000);
         assert_eq!(c.subscriptions[0].expression_type, "TAG");
         let java = br#"{"clientID":"c2","producerDataSet":[{"groupName":"P"}],"consumerDataSet":[{"groupName":"G","consumeType":"CONSUME_ACTIVELY","messageModel":"BROADCASTING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{"topic":"T","subString":"a || b","tagsSet":["a","b"],"codeSet":[97,98],"subVersion":5,"expressionType":"TAG"}]}]}"#;
         let hb = parse_heartbeat(java, "JAVA", 479).unwrap();
         assert_eq!(hb.producer_groups, vec!["P"]);
-        assert_eq!(hb.consumers[0].1.message_model, "BROADCASTING");
+        assert_eq!(hb.consumers[0].1.message_model, MessageModel::Broadcasting);
         assert_eq!(hb.consumers[0].1.subscriptions[0].codes, vec![97, 98]);
         assert!(parse_heartbeat(b"not json", "JAVA", 0).is_err());
     }

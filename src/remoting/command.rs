@@ -40,7 +40,31 @@ pub struct RemotingCommand {
     /// the frame: one copy from the tail cache to the socket buffer, not three.
     pub body_chunks: Vec<Bytes>,
     pub serialize_type: SerializeType,
+    /// Held until the command is encoded and dropped (a pull's share of the read budget).
+    pub keep: Keep,
 }
+
+/// Something a command keeps alive until it is dropped; never part of the wire form.
+#[derive(Clone, Default)]
+pub struct Keep(pub Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Keep(held)"
+        } else {
+            "Keep"
+        })
+    }
+}
+
+impl PartialEq for Keep {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Keep {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -158,6 +182,7 @@ fn decode_json_header(h: &[u8]) -> Result<RemotingCommand, FrameError> {
         ext: j.ext,
         body: Bytes::new(),
         body_chunks: Vec::new(),
+        keep: Keep::default(),
         serialize_type: SerializeType::Json,
     })
 }
@@ -221,6 +246,7 @@ fn decode_binary_header(mut h: Bytes) -> Result<RemotingCommand, FrameError> {
         ext,
         body: Bytes::new(),
         body_chunks: Vec::new(),
+        keep: Keep::default(),
         serialize_type: SerializeType::RocketMq,
     })
 }

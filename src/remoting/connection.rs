@@ -5,7 +5,7 @@
 //! Backpressure, so that one client cannot grow broker memory: at most
 //! `max_requests_in_flight` requests are handled at once (then the reader stops reading, and
 //! TCP pushes back on the client); answers waiting for a client that does not read are capped
-//! in bytes (past it the connection is closed); a write that makes no progress for the write
+//! in bytes (past it the connection is closed), and so are the bytes of requests in flight; a write that makes no progress for the write
 //! timeout closes it, and so does a connection that sends nothing for the idle timeout.
 
 use super::codes::request as rq;
@@ -52,7 +52,7 @@ struct Outbox {
     /// Turns true when the connection must end (write queue over its cap, write timeout,
     /// reader done); the reader and the writer both watch it.
     closing: watch::Sender<bool>,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
 }
 
 impl Outbox {
@@ -70,6 +70,9 @@ impl Outbox {
 async fn closed(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await;
 }
+
+/// The unit in which request bytes in flight are counted.
+const BYTE_UNIT: usize = 64 * 1024;
 
 /// Frames at least this large are written as they are instead of copied into the coalescing
 /// buffer.
@@ -94,6 +97,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Turns true once the connection is closed (the domain skips work for it).
+    pub fn gone_flag(&self) -> Arc<AtomicBool> {
+        self.out.closed.clone()
+    }
+
     pub fn send_command(&self, cmd: &RemotingCommand) {
         if self.out.is_closed() {
             return;
@@ -298,7 +306,7 @@ pub async fn serve_connection(
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes: limits.max_write_queue_bytes,
             closing: watch::channel(false).0,
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
         }),
         holds: Arc::new(AtomicUsize::new(0)),
         groups: Mutex::new(HashSet::new()),
@@ -313,6 +321,9 @@ pub async fn serve_connection(
         limits.write_timeout,
     ));
     let in_flight = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
+    // Bytes of requests in flight, in 64 KiB units, bounded like the answer queue.
+    let byte_units = (limits.max_write_queue_bytes / BYTE_UNIT).max(1) as u32;
+    let in_flight_bytes = Arc::new(Semaphore::new(byte_units as usize));
     // One shared handle per connection: cloning the context itself per request cost 3% of the
     // broker's CPU (perf) in reference-count traffic on its actor addresses.
     let broker = Arc::new(broker);
@@ -321,6 +332,7 @@ pub async fn serve_connection(
         loop {
             match check_frame(&buf) {
                 Ok(Some(n)) => {
+                    let frame_len = n;
                     let frame = buf.split_to(n).freeze();
                     match decode_frame(frame) {
                         Ok(cmd) if cmd.is_response() => {
@@ -341,9 +353,15 @@ pub async fn serve_connection(
                             }
                         }
                         Ok(cmd) => {
-                            // Full: stop reading until a request finishes.
-                            let permit = tokio::select! {
-                                p = in_flight.clone().acquire_owned() => match p {
+                            // Full (in requests or in request bytes): stop reading until a
+                            // request finishes.
+                            let units = (frame_len.div_ceil(BYTE_UNIT) as u32).clamp(1, byte_units);
+                            let permits = tokio::select! {
+                                p = async {
+                                    let n = in_flight.clone().acquire_owned().await?;
+                                    let b = in_flight_bytes.clone().acquire_many_owned(units).await?;
+                                    Ok::<_, tokio::sync::AcquireError>((n, b))
+                                } => match p {
                                     Ok(p) => p,
                                     Err(_) => break 'read,
                                 },
@@ -352,6 +370,12 @@ pub async fn serve_connection(
                             let (b, c) = (broker.clone(), conn.clone());
                             IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
                             actix::spawn(async move {
+                                let permit = permits;
+                                // A connection closed meanwhile gets no more work done for it.
+                                if c.out.is_closed() {
+                                    IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+                                    return;
+                                }
                                 if let Some(resp) = dispatch(&b, &c, role, cmd).await {
                                     c.send_command(&resp);
                                 }

@@ -97,7 +97,9 @@ async fn a_client_that_never_reads_cannot_grow_broker_memory() {
     peak = peak.max(b.rss_kib());
     let _ = writer.await;
     assert!(
-        peak < before + 512 * 1024,
+        // Bounded by the storage-read budget (256 MiB), the answer queue (64 MiB) and the
+        // allocator's slack, whatever the number of requests; 24 GB if unbounded.
+        peak < before + 1024 * 1024,
         "broker RSS grew from {before} KiB to {peak} KiB"
     );
     assert!(

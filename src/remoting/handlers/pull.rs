@@ -54,6 +54,7 @@ pub async fn pull(b: &BrokerContext, conn: &Connection, req: &RemotingCommand) -
         commit_offset,
         hold,
         connection_holds: Some(conn.holds.clone()),
+        caller_gone: Some(conn.gone_flag()),
     };
     let out = b.pull(preq).await?;
     let code = match out.status {
@@ -68,5 +69,9 @@ pub async fn pull(b: &BrokerContext, conn: &Connection, req: &RemotingCommand) -
         .with_ext("minOffset", out.min_offset)
         .with_ext("maxOffset", out.max_offset);
     resp.body_chunks = out.records;
+    resp.keep = crate::remoting::command::Keep(
+        out.budget
+            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn std::any::Any + Send + Sync>),
+    );
     Ok(Some(resp))
 }

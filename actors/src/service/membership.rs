@@ -1,0 +1,85 @@
+//! Membership: heartbeats register producers and consumers, unregister and closed
+//! connections remove them.
+
+use super::*;
+
+pub struct HeartbeatRequest {
+    pub client_id: String,
+    pub language: String,
+    pub version: i32,
+    pub producer_groups: Vec<String>,
+    pub consumers: Vec<(String, ConsumerInfo)>,
+    pub channel: Arc<dyn ClientChannel>,
+}
+
+impl BrokerContext {
+    pub async fn heartbeat(&self, hb: HeartbeatRequest) -> BrokerResult<bool> {
+        let producer_groups: Vec<String> = hb
+            .producer_groups
+            .into_iter()
+            .filter(|g| g != "CLIENT_INNER_PRODUCER")
+            .collect();
+        if !producer_groups.is_empty() {
+            self.producers.do_send(RegisterProducer {
+                groups: producer_groups,
+                client_id: hb.client_id.clone(),
+                language: hb.language.clone(),
+                version: hb.version,
+                channel: hb.channel.clone(),
+            });
+        }
+        let mut changed = false;
+        for (group_name, info) in hb.consumers {
+            let group = self.ensure_group(&group_name).await?;
+            if info.message_model != model::MessageModel::Broadcasting {
+                self.ensure_retry_topic(&group).await?;
+            }
+            changed |= group
+                .addr
+                .send(Heartbeat {
+                    info,
+                    channel: hb.channel.clone(),
+                })
+                .timeout(MAILBOX_WAIT)
+                .await??;
+        }
+        Ok(changed)
+    }
+
+    pub fn unregister(
+        &self,
+        client_id: &str,
+        consumer_group: Option<&str>,
+        producer_group: Option<&str>,
+    ) {
+        if let Some(g) = producer_group {
+            self.producers.do_send(UnregisterProducer {
+                group: g.to_string(),
+                client_id: client_id.to_string(),
+            });
+        }
+        if let Some(g) = consumer_group.and_then(|g| self.group(g)) {
+            g.addr.do_send(Unregister {
+                client_id: client_id.to_string(),
+            });
+        }
+    }
+
+    /// A connection closed: its consumers leave the groups it joined.
+    pub fn connection_closed(&self, connection_id: u64, groups: impl IntoIterator<Item = String>) {
+        self.producers
+            .do_send(ProducerConnectionClosed { connection_id });
+        for g in groups {
+            if let Some(g) = self.group(&g) {
+                g.addr.do_send(ConnectionClosed { connection_id });
+            }
+        }
+    }
+
+    pub async fn consumer_ids(&self, group: &str) -> BrokerResult<Vec<String>> {
+        match self.group(group) {
+            Some(g) => Ok(g.addr.send(ListClientIds).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+}

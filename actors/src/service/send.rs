@@ -1,0 +1,165 @@
+//! The send flow: topic lookup or auto-creation (TBW102), the broker's message rules, then
+//! one append to the queue (or the scheduler, for a delivery time).
+
+use super::*;
+
+pub struct SendRequest {
+    pub producer_group: String,
+    pub topic: String,
+    pub default_topic: Option<String>,
+    pub default_topic_queues: u32,
+    /// Negative: the broker picks a queue.
+    pub queue_id: i32,
+    pub messages: Vec<IncomingMessage>,
+    /// Retry-topic sends: the consumer's limit (header `maxReconsumeTimes`).
+    pub max_reconsume_times: Option<i32>,
+    /// Sent as a batch (SEND_BATCH_MESSAGE), which retry and dead-letter topics refuse.
+    pub batch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub queue_id: u32,
+    pub first_offset: u64,
+    pub seqs: Vec<u64>,
+    pub uniq_keys: Vec<String>,
+    pub store_host: SocketAddr,
+}
+
+impl BrokerContext {
+    /// Finds the topic of a send, auto-creating it from the default topic (TBW102 flow).
+    pub(super) async fn topic_for_send(&self, req: &SendRequest) -> BrokerResult<Arc<TopicHandle>> {
+        if let Some(t) = self.topic(&req.topic) {
+            return Ok(t);
+        }
+        if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
+            let g = self.ensure_group(group).await?;
+            return self.ensure_retry_topic(&g).await;
+        }
+        if !self.settings.auto_create_topic {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        }
+        let default = req.default_topic.as_deref().unwrap_or(model::DEFAULT_TOPIC);
+        let Some(d) = self.topic(default) else {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        };
+        if d.config.perm & PERM_INHERIT == 0 {
+            return Err(BrokerError::TopicNotExist(req.topic.clone()));
+        }
+        let queues = req
+            .default_topic_queues
+            .clamp(1, d.config.write_queues.max(1));
+        self.auto_create(TopicSpec {
+            name: req.topic.clone(),
+            read_queues: queues,
+            write_queues: queues,
+            perm: d.config.perm & !PERM_INHERIT,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        })
+        .await
+    }
+
+    /// Stores the messages of one send (one message, or a batch) in one queue.
+    pub async fn send(&self, req: SendRequest) -> BrokerResult<SendResult> {
+        model::validate_topic(&req.topic).map_err(BrokerError::MessageIllegal)?;
+        if model::NOT_ALLOWED_SEND_TOPICS.contains(&req.topic.as_str()) {
+            return Err(BrokerError::NoPermission(format!(
+                "Sending message to topic[{}] is forbidden.",
+                req.topic
+            )));
+        }
+        if req.messages.is_empty() {
+            return Err(BrokerError::MessageIllegal(
+                "the batch holds no message".into(),
+            ));
+        }
+        if req.batch && model::is_retry_or_dlq(&req.topic) {
+            return Err(BrokerError::MessageIllegal(
+                "batch request does not support retry group".into(),
+            ));
+        }
+        for m in &req.messages {
+            check_limits(m, self.settings.max_message_size)?;
+            if model::is_half_message(m.sys_flag, &m.properties) {
+                // Delivering a half message at once would break the transaction's promise;
+                // Apache answers the same when its broker rejects transaction messages.
+                return Err(BrokerError::NoPermission(format!(
+                    "the broker[{}] sending transaction message is forbidden (transactions are not supported yet)",
+                    self.settings.broker_name
+                )));
+            }
+        }
+        let mut topic = self.topic_for_send(&req).await?;
+        if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
+            // Orderly consumers re-send failures to the retry topic themselves; past the limit
+            // such a message belongs in the dead-letter queue (digest §4.3).
+            let g = self.ensure_group(group).await?;
+            let max = req.max_reconsume_times.unwrap_or(g.config.retry_max_times);
+            if req.messages.iter().any(|m| m.reconsume_times > max) {
+                topic = self.ensure_dlq_topic(group).await?;
+            }
+        }
+        if !topic.config.writable() {
+            return Err(BrokerError::NoPermission(format!(
+                "the topic[{}] sending message is forbidden",
+                req.topic
+            )));
+        }
+        let write_queues = topic.config.write_queues.max(1);
+        let queue_id = if req.queue_id < 0 {
+            (self.round_robin.fetch_add(1, Ordering::Relaxed) % write_queues as u64) as u32
+        } else {
+            req.queue_id as u32
+        };
+        let Some(queue) = topic.queues.get(queue_id as usize) else {
+            return Err(BrokerError::InvalidParameter(format!(
+                "request queueId[{queue_id}] is illegal, topic: {} queue count: {}",
+                req.topic,
+                topic.queues.len()
+            )));
+        };
+        let store_host = self.settings.broker_addr;
+        let mut prepared = Vec::with_capacity(req.messages.len());
+        for m in req.messages {
+            prepared.push(prepare(m, &self.settings.cluster_name, store_host)?);
+        }
+        let uniq_keys: Vec<String> = prepared.iter().map(|p| p.uniq_key.clone()).collect();
+        let n = prepared.len() as u64;
+        let due = match prepared.first() {
+            Some(p) => due_time(&p.properties, crate::now_ms(), self.settings.max_delay_ms)?,
+            None => None,
+        };
+        if let Some(due_ms) = due {
+            let seqs = scheduler::schedule(
+                &self.scheduler,
+                Schedule {
+                    topic: topic.config.name.clone(),
+                    queue_id,
+                    messages: prepared,
+                    due_ms,
+                },
+            )
+            .await?;
+            metrics::counter!("rocktor_messages_scheduled_total", "topic" => req.topic.clone())
+                .increment(n);
+            return Ok(SendResult {
+                queue_id,
+                first_offset: 0,
+                seqs,
+                uniq_keys,
+                store_host,
+            });
+        }
+        let r = topic_queue::append(queue, Append::new(prepared, store_host)).await?;
+        metrics::counter!("rocketmq_messages_in_total", "topic" => req.topic.clone()).increment(n);
+        Ok(SendResult {
+            queue_id: r.queue_id,
+            first_offset: r.first_offset,
+            seqs: r.seqs,
+            uniq_keys,
+            store_host,
+        })
+    }
+}
