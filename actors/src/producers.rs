@@ -28,6 +28,8 @@ impl Actor for Producers {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Registrations arrive with every producer heartbeat (try_send): room for a burst.
+        ctx.set_mailbox_capacity(16384);
         ctx.run_interval(Duration::from_secs(10), |act, _| {
             let now = Instant::now();
             for members in act.groups.values_mut() {

@@ -20,13 +20,18 @@ impl BrokerContext {
             .filter(|g| g != "CLIENT_INNER_PRODUCER")
             .collect();
         if !producer_groups.is_empty() {
-            self.producers.do_send(RegisterProducer {
+            // Heartbeats come at the clients' rate: a full mailbox drops this one (the
+            // client sends another within 30 s) instead of growing past its bound.
+            let registered = self.producers.try_send(RegisterProducer {
                 groups: producer_groups,
                 client_id: hb.client_id.clone(),
                 language: hb.language.clone(),
                 version: hb.version,
                 channel: hb.channel.clone(),
             });
+            if registered.is_err() {
+                return Err(BrokerError::SystemBusy);
+            }
         }
         let mut changed = false;
         for (group_name, info) in hb.consumers {
@@ -52,20 +57,23 @@ impl BrokerContext {
         consumer_group: Option<&str>,
         producer_group: Option<&str>,
     ) {
+        // At the clients' rate, so bounded: a full mailbox drops the request, and the member
+        // then leaves when its connection closes or its heartbeats stop (120 s).
         if let Some(g) = producer_group {
-            self.producers.do_send(UnregisterProducer {
+            let _ = self.producers.try_send(UnregisterProducer {
                 group: g.to_string(),
                 client_id: client_id.to_string(),
             });
         }
         if let Some(g) = consumer_group.and_then(|g| self.group(g)) {
-            g.addr.do_send(Unregister {
+            let _ = g.addr.try_send(Unregister {
                 client_id: client_id.to_string(),
             });
         }
     }
 
-    /// A connection closed: its consumers leave the groups it joined.
+    /// A connection closed: its consumers leave the groups it joined. `do_send`: at most one
+    /// per connection, so the rate is bounded by accepted connections, and it must not be lost.
     pub fn connection_closed(&self, connection_id: u64, groups: impl IntoIterator<Item = String>) {
         self.producers
             .do_send(ProducerConnectionClosed { connection_id });
