@@ -205,7 +205,7 @@ impl Message for Schedule {
 }
 
 impl Handler<Schedule> for Scheduler {
-    type Result = ResponseFuture<Result<Vec<u64>, BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<u64>, BrokerError>>;
 
     fn handle(&mut self, msg: Schedule, _: &mut Self::Context) -> Self::Result {
         let now = (self.clock)();
@@ -230,13 +230,21 @@ impl Handler<Schedule> for Scheduler {
             records,
             ..Default::default()
         });
-        Box::pin(async move {
+        let due = msg.due_ms;
+        let written = async move {
             match rx?.await {
                 Ok(Ok(done)) => Ok(done.seqs),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
             }
-        })
+        };
+        Box::pin(written.into_actor(self).map(move |r, act, _| {
+            // Again once the entry is durable: a round that started and scanned before the
+            // write landed must not leave the floor above it.
+            act.floor_ms = act.floor_ms.min(due);
+            act.lowest_since_round = act.lowest_since_round.min(due);
+            r
+        }))
     }
 }
 
@@ -257,8 +265,8 @@ impl Handler<ScheduleReply> for Scheduler {
     fn handle(&mut self, msg: ScheduleReply, ctx: &mut Self::Context) {
         let fut = <Self as Handler<Schedule>>::handle(self, msg.schedule, ctx);
         let reply = msg.reply;
-        ctx.spawn(fut::wrap_future(async move {
-            let _ = reply.send(fut.await);
+        ctx.spawn(fut.map(move |r, _, _| {
+            let _ = reply.send(r);
         }));
     }
 }

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use rocktor_storage::{
     keys, AppendBatch, AppendDone, AppendRecord, CqEntry, QueueRead, Store, Writer,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -114,6 +114,9 @@ pub struct Pull {
     pub hold: Option<Duration>,
     /// Turns true when the caller is gone (its connection closed): its storage read is skipped.
     pub caller_gone: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The caller's own share of the read budget (MiB units), so that one connection that
+    /// does not read its answers cannot hold the whole broker's budget.
+    pub caller_budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +142,13 @@ pub struct PullOutcome {
 
 /// A held share of the storage-read budget; released when the last clone drops.
 #[derive(Debug, Clone)]
-pub struct ReadBudget(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+pub struct ReadBudget(
+    #[allow(dead_code)]
+    Arc<(
+        tokio::sync::OwnedSemaphorePermit,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    )>,
+);
 
 impl Message for Pull {
     type Result = Result<PullOutcome, BrokerError>;
@@ -181,16 +190,40 @@ struct InFlight {
 struct Parked {
     pull: Pull,
     tx: oneshot::Sender<Result<PullOutcome, BrokerError>>,
+    /// The expiry timer, cancelled when the pull is answered early.
+    timer: Option<SpawnHandle>,
 }
+
+impl Parked {
+    fn caller_gone(&self) -> bool {
+        self.tx.is_closed()
+            || self
+                .pull
+                .caller_gone
+                .as_ref()
+                .is_some_and(|g| g.load(Ordering::Acquire))
+    }
+}
+
+/// Tag filters with more codes than this are not indexed by tag (they wake on any arrival):
+/// one subscription can carry thousands of codes.
+const MAX_INDEXED_TAGS: usize = 32;
 
 /// Parked pulls by id, and which arrivals can wake them.
 #[derive(Default)]
 struct ParkedPulls {
     by_id: HashMap<u64, Parked>,
     /// Tag-filtered pulls by tag code.
-    by_tag: HashMap<i32, Vec<u64>>,
-    /// Pulls any arrival may satisfy (no filter, SQL92).
-    others: Vec<u64>,
+    by_tag: HashMap<i32, HashSet<u64>>,
+    /// Pulls any arrival may satisfy (no filter, SQL92, many tags).
+    others: HashSet<u64>,
+}
+
+fn indexed_tags(f: &Filter) -> Option<&HashSet<i32>> {
+    match f {
+        Filter::Tags(codes) if codes.len() <= MAX_INDEXED_TAGS => Some(codes),
+        _ => None,
+    }
 }
 
 impl ParkedPulls {
@@ -199,48 +232,64 @@ impl ParkedPulls {
     }
 
     fn insert(&mut self, id: u64, p: Parked) {
-        match p.pull.filter.as_ref() {
-            Filter::Tags(codes) => {
+        match indexed_tags(&p.pull.filter) {
+            Some(codes) => {
                 for c in codes {
-                    self.by_tag.entry(*c).or_default().push(id);
+                    self.by_tag.entry(*c).or_default().insert(id);
                 }
             }
-            _ => self.others.push(id),
+            None => {
+                self.others.insert(id);
+            }
         }
         self.by_id.insert(id, p);
     }
 
     fn remove(&mut self, id: u64) -> Option<Parked> {
         let p = self.by_id.remove(&id)?;
-        match p.pull.filter.as_ref() {
-            Filter::Tags(codes) => {
+        match indexed_tags(&p.pull.filter) {
+            Some(codes) => {
                 for c in codes {
                     if let Some(ids) = self.by_tag.get_mut(c) {
-                        ids.retain(|x| *x != id);
+                        ids.remove(&id);
                         if ids.is_empty() {
                             self.by_tag.remove(c);
                         }
                     }
                 }
             }
-            _ => self.others.retain(|x| *x != id),
+            None => {
+                self.others.remove(&id);
+            }
         }
         Some(p)
     }
 
     /// The pulls that arrivals with these tag codes can wake, taken out of the index.
     fn take_woken(&mut self, tag_hashes: &[i64]) -> Vec<(u64, Parked)> {
-        let mut ids = std::mem::take(&mut self.others);
+        let mut ids: HashSet<u64> = std::mem::take(&mut self.others);
         for h in tag_hashes {
             if let Some(v) = self.by_tag.get(&(*h as i32)) {
-                ids.extend_from_slice(v);
+                ids.extend(v.iter().copied());
             }
         }
-        ids.sort_unstable();
-        ids.dedup();
         ids.into_iter()
             .filter_map(|id| self.remove(id).map(|p| (id, p)))
             .collect()
+    }
+
+    /// Drops the pulls whose callers are gone; answers how many.
+    fn purge_gone(&mut self) -> usize {
+        let gone: Vec<u64> = self
+            .by_id
+            .iter()
+            .filter(|(_, p)| p.caller_gone())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.remove(*id);
+        }
+        gone.len()
     }
 
     fn drain(&mut self) -> Vec<Parked> {
@@ -402,6 +451,18 @@ impl TopicQueue {
             if gone() {
                 return Err(BrokerError::ShuttingDown);
             }
+            let own = match &p.caller_budget {
+                Some(b) => {
+                    // At most 9 units; a connection's share is at least 16 (config check).
+                    Some(
+                        b.clone()
+                            .acquire_many_owned(units)
+                            .await
+                            .map_err(|_| BrokerError::ShuttingDown)?,
+                    )
+                }
+                None => None,
+            };
             let budget = read_budget()
                 .acquire_many_owned(units)
                 .await
@@ -443,12 +504,12 @@ impl TopicQueue {
                 next_offset,
                 min_offset: min,
                 max_offset: max,
-                budget: Some(ReadBudget(Arc::new(budget))),
+                budget: Some(ReadBudget(Arc::new((budget, own)))),
             })
         }
     }
 
-    fn complete(&mut self, start: u64, done: Option<AppendDone>) {
+    fn complete(&mut self, start: u64, done: Option<AppendDone>, ctx: &mut Context<Self>) {
         if let Some(f) = self.inflight.iter_mut().find(|f| f.start == start) {
             f.done = Some(done);
         }
@@ -484,11 +545,7 @@ impl TopicQueue {
                 _ => self.broken = true,
             }
         }
-        if self.inflight.is_empty() {
-            // Everything submitted has finished: offsets of failed batches are reused.
-            self.next_offset = self.committed;
-            self.broken = false;
-        }
+        self.settle();
         while self.tail.len() > self.limits.tail_entries || self.tail_bytes > self.limits.tail_bytes
         {
             match self.tail.pop_front() {
@@ -502,7 +559,16 @@ impl TopicQueue {
         if advanced {
             self.stats.max.store(self.committed, Ordering::Release);
             self.committed_gauge.set(self.committed as f64);
-            self.wake_parked(&new_tags);
+            self.wake_parked(&new_tags, ctx);
+        }
+    }
+
+    /// Once everything submitted has finished, the offsets of failed batches are reused and
+    /// appends are taken again.
+    fn settle(&mut self) {
+        if self.inflight.is_empty() {
+            self.next_offset = self.committed;
+            self.broken = false;
         }
     }
 
@@ -514,15 +580,21 @@ impl TopicQueue {
     }
 
     /// Re-runs the parked pulls that messages with these tag codes can satisfy.
-    fn wake_parked(&mut self, tag_hashes: &[i64]) {
+    fn wake_parked(&mut self, tag_hashes: &[i64], ctx: &mut Context<Self>) {
         for (id, mut p) in self.parked.take_woken(tag_hashes) {
-            if p.tx.is_closed() {
+            if p.caller_gone() {
+                if let Some(t) = p.timer.take() {
+                    ctx.cancel_future(t);
+                }
                 continue;
             }
             match self.try_pull(&p.pull) {
                 Step::Ready(out)
                     if out.status == PullStatus::Found || out.status == PullStatus::OffsetMoved =>
                 {
+                    if let Some(t) = p.timer.take() {
+                        ctx.cancel_future(t);
+                    }
                     let _ = p.tx.send(Ok(out));
                 }
                 Step::Ready(out) => {
@@ -531,7 +603,12 @@ impl TopicQueue {
                     p.pull.offset = out.next_offset;
                     self.parked.insert(id, p);
                 }
-                Step::Storage(_) => self.respond_later(p),
+                Step::Storage(_) => {
+                    if let Some(t) = p.timer.take() {
+                        ctx.cancel_future(t);
+                    }
+                    self.respond_later(p)
+                }
             }
         }
     }
@@ -595,6 +672,16 @@ impl TopicQueue {
         if waiters.is_empty() {
             return;
         }
+        if self.broken {
+            // An earlier batch failed after these were accepted: they must not land past it.
+            for w in waiters {
+                self.complete(w.start, None, ctx);
+                let _ = w.tx.send(Err(BrokerError::WriteUnavailable(
+                    "a previous write failed; nothing was written".into(),
+                )));
+            }
+            return;
+        }
         // The epoch of the oldest unfinished batch: if any write failed since, this one fails
         // too instead of landing beyond the failed offsets.
         let epoch = self.inflight.front().map(|f| f.epoch);
@@ -615,6 +702,7 @@ impl TopicQueue {
                     }
                     self.next_offset = first.start;
                 }
+                self.settle();
                 for w in waiters {
                     let _ = w.tx.send(Err(err.clone()));
                 }
@@ -622,7 +710,7 @@ impl TopicQueue {
             }
         };
         let queue_id = self.queue_id;
-        ctx.spawn(rx.into_actor(self).map(move |res, act, _ctx| {
+        ctx.spawn(rx.into_actor(self).map(move |res, act, ctx| {
             let mut done = match res {
                 Ok(Ok(done)) => Ok(done),
                 Ok(Err(e)) => Err(BrokerError::from(e)),
@@ -637,7 +725,7 @@ impl TopicQueue {
                             records: d.records.drain(..w.count.min(d.records.len())).collect(),
                         };
                         let seqs = part.seqs.clone();
-                        act.complete(w.start, Some(part));
+                        act.complete(w.start, Some(part), ctx);
                         Ok(AppendResult {
                             queue_id,
                             first_offset: w.start,
@@ -645,7 +733,7 @@ impl TopicQueue {
                         })
                     }
                     Err(e) => {
-                        act.complete(w.start, None);
+                        act.complete(w.start, None, ctx);
                         Err(e.clone())
                     }
                 };
@@ -766,20 +854,22 @@ impl Handler<Pull> for TopicQueue {
         match self.try_pull(&msg) {
             Step::Ready(out) if out.status == PullStatus::NoNewMessage && msg.hold.is_some() => {
                 let hold = msg.hold.unwrap_or_default();
-                if self.parked.len() >= self.limits.max_parked {
+                if self.parked.len() >= self.limits.max_parked && self.parked.purge_gone() == 0 {
+                    // Full: answered at once; the domain makes the caller wait a moment.
                     return Box::pin(async move { Ok(out) });
                 }
                 let (tx, rx) = oneshot::channel();
                 let id = self.next_park_id;
                 self.next_park_id += 1;
+                let timer = ctx.run_later(hold, move |act, _| act.expire(id));
                 self.parked.insert(
                     id,
                     Parked {
                         pull: Pull { hold: None, ..msg },
                         tx,
+                        timer: Some(timer),
                     },
                 );
-                ctx.run_later(hold, move |act, _| act.expire(id));
                 Box::pin(async move { rx.await.unwrap_or(Err(BrokerError::ShuttingDown)) })
             }
             Step::Ready(out) => Box::pin(async move { Ok(out) }),
@@ -862,6 +952,7 @@ mod tests {
             filter: Arc::new(filter),
             hold,
             caller_gone: None,
+            caller_budget: None,
         }
     }
 

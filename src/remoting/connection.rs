@@ -53,6 +53,8 @@ struct Outbox {
     /// reader done); the reader and the writer both watch it.
     closing: watch::Sender<bool>,
     closed: Arc<AtomicBool>,
+    /// Signalled after every write, for answers waiting for room in the queue.
+    drained: tokio::sync::Notify,
 }
 
 impl Outbox {
@@ -70,6 +72,9 @@ impl Outbox {
 async fn closed(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await;
 }
+
+/// How a write that made no progress is reported.
+const STALLED: &str = "write stalled";
 
 /// The unit in which request bytes in flight are counted.
 const BYTE_UNIT: usize = 64 * 1024;
@@ -90,6 +95,9 @@ pub struct Connection {
     out: Arc<Outbox>,
     /// Long polls this connection holds (the domain caps them per connection).
     pub holds: Arc<AtomicUsize>,
+    /// This connection's share of the broker's storage-read budget, in MiB.
+    pub read_budget: Arc<Semaphore>,
+    write_timeout: Duration,
     groups: Mutex<HashSet<String>>,
     next_opaque: AtomicI32,
     /// Our requests to the client that wait for its answer, by opaque.
@@ -100,6 +108,27 @@ impl Connection {
     /// Turns true once the connection is closed (the domain skips work for it).
     pub fn gone_flag(&self) -> Arc<AtomicBool> {
         self.out.closed.clone()
+    }
+
+    /// Queues an answer, first waiting while the answer queue is over its cap: a burst of
+    /// large answers waits for the client to read, and only a client that reads nothing for
+    /// the write timeout is disconnected.
+    pub async fn answer(&self, cmd: &RemotingCommand) {
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        while !self.out.is_closed()
+            && self.out.queued_bytes.load(Ordering::Acquire) >= self.out.max_queued_bytes
+        {
+            let drained = self.out.drained.notified();
+            if self.out.queued_bytes.load(Ordering::Acquire) < self.out.max_queued_bytes {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                tracing::warn!(remote = %self.remote, "client does not read its answers; closing the connection");
+                self.out.shut();
+                return;
+            }
+        }
+        self.send_command(cmd);
     }
 
     pub fn send_command(&self, cmd: &RemotingCommand) {
@@ -220,7 +249,10 @@ async fn write_chunk(
     match tokio::time::timeout(timeout, wr.write_all(chunk)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no progress for {} s", timeout.as_secs())),
+        Err(_) => Err(format!(
+            "{STALLED}: no progress for {} s",
+            timeout.as_secs()
+        )),
     }
 }
 
@@ -277,8 +309,13 @@ async fn write_loop(
         }
         buf.clear();
         out.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        out.drained.notify_waiters();
         if let Err(e) = result {
-            tracing::debug!(%remote, error = %e, "connection write failed; closing");
+            if e.starts_with(STALLED) {
+                tracing::warn!(%remote, error = %e, "client does not read its answers; closing the connection");
+            } else {
+                tracing::debug!(%remote, error = %e, "connection write failed; closing");
+            }
             out.shut();
             return;
         }
@@ -307,8 +344,13 @@ pub async fn serve_connection(
             max_queued_bytes: limits.max_write_queue_bytes,
             closing: watch::channel(false).0,
             closed: Arc::new(AtomicBool::new(false)),
+            drained: tokio::sync::Notify::new(),
         }),
         holds: Arc::new(AtomicUsize::new(0)),
+        read_budget: Arc::new(Semaphore::new(
+            (limits.max_write_queue_bytes >> 20).clamp(1, 1 << 20),
+        )),
+        write_timeout: limits.write_timeout,
         groups: Mutex::new(HashSet::new()),
         next_opaque: AtomicI32::new(1),
         pending: Mutex::new(HashMap::new()),
@@ -322,7 +364,8 @@ pub async fn serve_connection(
     ));
     let in_flight = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
     // Bytes of requests in flight, in 64 KiB units, bounded like the answer queue.
-    let byte_units = (limits.max_write_queue_bytes / BYTE_UNIT).max(1) as u32;
+    let byte_units =
+        (limits.max_write_queue_bytes / BYTE_UNIT).clamp(1, u32::MAX as usize / 2) as u32;
     let in_flight_bytes = Arc::new(Semaphore::new(byte_units as usize));
     // One shared handle per connection: cloning the context itself per request cost 3% of the
     // broker's CPU (perf) in reference-count traffic on its actor addresses.
@@ -355,7 +398,9 @@ pub async fn serve_connection(
                         Ok(cmd) => {
                             // Full (in requests or in request bytes): stop reading until a
                             // request finishes.
-                            let units = (frame_len.div_ceil(BYTE_UNIT) as u32).clamp(1, byte_units);
+                            let units = (frame_len.div_ceil(BYTE_UNIT).min(byte_units as usize)
+                                as u32)
+                                .max(1);
                             let permits = tokio::select! {
                                 p = async {
                                     let n = in_flight.clone().acquire_owned().await?;
@@ -376,8 +421,15 @@ pub async fn serve_connection(
                                     IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
                                     return;
                                 }
-                                if let Some(resp) = dispatch(&b, &c, role, cmd).await {
-                                    c.send_command(&resp);
+                                // A connection that closes cancels what is still waiting for it
+                                // (a parked pull, a read); work already handed to an actor
+                                // finishes there.
+                                let reply = tokio::select! {
+                                    r = dispatch(&b, &c, role, cmd) => r,
+                                    _ = closed(c.out.closing.subscribe()) => None,
+                                };
+                                if let Some(resp) = reply {
+                                    c.answer(&resp).await;
                                 }
                                 IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
                                 drop(permit);

@@ -209,6 +209,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
     wo.set_sync(store.flush_mode() == FlushMode::Sync);
     let mut cmds = Vec::with_capacity(MAX_GROUP);
     let mut stopping = false;
+    let mut last_probe: Option<std::time::Instant> = None;
     loop {
         let first = if health.healthy.load(Ordering::Acquire) {
             match rx.recv() {
@@ -219,6 +220,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
             match rx.recv_timeout(PROBE_EVERY) {
                 Ok(c) => c,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    last_probe = Some(std::time::Instant::now());
                     if probe(&store) {
                         tracing::warn!("storage writes succeed again; the broker is writable");
                         health.healthy.store(true, Ordering::Release);
@@ -228,9 +230,14 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         };
-        if !health.healthy.load(Ordering::Acquire) && probe(&store) {
-            tracing::warn!("storage writes succeed again; the broker is writable");
-            health.healthy.store(true, Ordering::Release);
+        if !health.healthy.load(Ordering::Acquire)
+            && last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY)
+        {
+            last_probe = Some(std::time::Instant::now());
+            if probe(&store) {
+                tracing::warn!("storage writes succeed again; the broker is writable");
+                health.healthy.store(true, Ordering::Release);
+            }
         }
         cmds.push(first);
         while cmds.len() < MAX_GROUP {
@@ -243,10 +250,17 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
         let mut writes: Vec<(oneshot::Sender<Result<AppendDone>>, AppendDone)> = Vec::new();
         let mut flushes = Vec::new();
         let healthy = health.healthy.load(Ordering::Acquire);
-        let epoch = health.epoch.load(Ordering::Acquire);
         for cmd in cmds.drain(..) {
             match cmd {
-                Cmd::Write(batch, done) if !healthy || batch.epoch.is_some_and(|e| e < epoch) => {
+                Cmd::Write(batch, done)
+                    if !healthy
+                        || batch
+                            .epoch
+                            .is_some_and(|e| e < health.epoch.load(Ordering::Acquire)) =>
+                {
+                    // Every failed write moves the epoch on at once, so batches that depend on
+                    // this one (even later in this round) fail too instead of landing after it.
+                    health.epoch.fetch_add(1, Ordering::AcqRel);
                     let _ = done.send(Err(StorageError::Unavailable(
                         "a previous write failed; nothing was written".into(),
                     )));
@@ -254,6 +268,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
                 Cmd::Write(batch, done) => match add(&store, &mut wb, batch, &mut next_seq) {
                     Ok(d) => writes.push((done, d)),
                     Err(e) => {
+                        health.epoch.fetch_add(1, Ordering::AcqRel);
                         let _ = done.send(Err(e));
                     }
                 },

@@ -64,7 +64,11 @@ async fn deep_sql_expressions_are_refused_over_pull_and_heartbeat() {
 /// it, caps what it queues, closes it, and its memory stays bounded; others are served.
 #[actix_rt::test]
 async fn a_client_that_never_reads_cannot_grow_broker_memory() {
-    let mut b = BrokerProc::start("async");
+    let mut b = BrokerProc::start_with(
+        "async",
+        &[("ROCKTOR_CONNECTION_WRITE_TIMEOUT_SECS", "3")],
+        None,
+    );
     let c = connect(b.broker).await;
     create_topic(&c, "BigAnswers", 1).await;
     let body = vec![b'x'; 256 * 1024];

@@ -60,6 +60,8 @@ pub struct PullRequest {
     pub connection_holds: Option<Arc<AtomicUsize>>,
     /// True once the caller's connection is gone: work for it is skipped.
     pub caller_gone: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The caller's connection's share of the storage-read budget.
+    pub caller_budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl BrokerContext {
@@ -191,6 +193,7 @@ impl BrokerContext {
             }
             None => None,
         };
+        let asked_at = tokio::time::Instant::now();
         let out = queue
             .send(Pull {
                 offset: req.offset,
@@ -199,13 +202,19 @@ impl BrokerContext {
                 filter,
                 hold,
                 caller_gone: req.caller_gone.clone(),
+                caller_budget: req.caller_budget.clone(),
             })
             .timeout(hold.unwrap_or_default() + MAILBOX_WAIT)
             .await??;
         drop(slot);
-        if over_cap && out.status == PullStatus::NoNewMessage {
-            metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
-            tokio::time::sleep(OVER_CAP_HOLD).await;
+        // Over a cap (the broker's, the connection's, or the queue's own, which answers at
+        // once): "nothing new" only after a short wait, so the client does not spin.
+        if req.hold.is_some() && out.status == PullStatus::NoNewMessage {
+            let waited = asked_at.elapsed();
+            if over_cap || waited < OVER_CAP_HOLD.min(req.hold.unwrap_or_default()) {
+                metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
+                tokio::time::sleep(OVER_CAP_HOLD.saturating_sub(waited)).await;
+            }
         }
         metrics::counter!("rocketmq_messages_out_total", "topic" => req.topic)
             .increment(out.records.len() as u64);

@@ -55,6 +55,7 @@ pub async fn pull(b: &BrokerContext, conn: &Connection, req: &RemotingCommand) -
         hold,
         connection_holds: Some(conn.holds.clone()),
         caller_gone: Some(conn.gone_flag()),
+        caller_budget: Some(conn.read_budget.clone()),
     };
     let out = b.pull(preq).await?;
     let code = match out.status {
