@@ -246,8 +246,16 @@ struct Parser {
     nest: usize,
 }
 
-/// A parsed sub-expression and the depth of its tree.
+/// A parsed sub-expression and the depth of its tree (a leaf is 1).
 type Parsed = Result<(Expr, usize), SqlError>;
+
+/// The error for nesting past `MAX_DEPTH` at the 0-based column `col`.
+fn too_deep(col: usize) -> SqlError {
+    SqlError {
+        column: col + 1,
+        message: format!("the expression nests deeper than {MAX_DEPTH} levels"),
+    }
+}
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -315,26 +323,24 @@ impl Parser {
         }
     }
 
-    fn too_deep(&self) -> SqlError {
-        let col = self.toks[self.pos.min(self.toks.len() - 1)].1;
-        SqlError {
-            column: col + 1,
-            message: format!("the expression nests deeper than {MAX_DEPTH} levels"),
-        }
+    /// The 0-based column of the current token.
+    fn col(&self) -> usize {
+        self.toks[self.pos.min(self.toks.len() - 1)].1
     }
 
-    /// A node of this depth, unless it is too deep.
-    fn node(&self, e: Expr, depth: usize) -> Parsed {
+    /// A node of this depth whose operator is at `col`, unless it is too deep.
+    fn node(&self, e: Expr, depth: usize, col: usize) -> Parsed {
         if depth > MAX_DEPTH {
-            return Err(self.too_deep());
+            return Err(too_deep(col));
         }
         Ok((e, depth))
     }
 
-    /// Runs a nested parse (parentheses, prefix operators) one level deeper.
-    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Parsed) -> Parsed {
+    /// Runs a nested parse (parentheses, prefix operators) one level deeper; `col` is where
+    /// the parenthesis or operator is.
+    fn nested(&mut self, col: usize, f: impl FnOnce(&mut Self) -> Parsed) -> Parsed {
         if self.nest >= MAX_DEPTH {
-            return Err(self.too_deep());
+            return Err(too_deep(col));
         }
         self.nest += 1;
         let r = f(self);
@@ -348,12 +354,19 @@ impl Parser {
             return Ok((first, depth));
         }
         let mut items = vec![first];
-        while self.eat_kw("OR") {
+        loop {
+            let col = self.col();
+            if !self.eat_kw("OR") {
+                break;
+            }
             let (e, d) = self.and()?;
             depth = depth.max(d);
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(col));
+            }
             items.push(e);
         }
-        self.node(Expr::Or(items), depth + 1)
+        Ok((Expr::Or(items), depth + 1))
     }
 
     fn and(&mut self) -> Parsed {
@@ -362,17 +375,25 @@ impl Parser {
             return Ok((first, depth));
         }
         let mut items = vec![first];
-        while self.eat_kw("AND") {
+        loop {
+            let col = self.col();
+            if !self.eat_kw("AND") {
+                break;
+            }
             let (e, d) = self.eq()?;
             depth = depth.max(d);
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(col));
+            }
             items.push(e);
         }
-        self.node(Expr::And(items), depth + 1)
+        Ok((Expr::And(items), depth + 1))
     }
 
     fn eq(&mut self) -> Parsed {
         let (mut e, mut depth) = self.cmp()?;
         loop {
+            let col = self.col();
             let op = if self.eat_op("=") {
                 CmpOp::Eq
             } else if self.eat_op("<>") {
@@ -382,19 +403,21 @@ impl Parser {
                 if !self.eat_kw("NULL") {
                     return Err(self.error("NULL"));
                 }
-                (e, depth) = self.node(Expr::IsNull(Box::new(e), negated), depth + 1)?;
+                (e, depth) = self.node(Expr::IsNull(Box::new(e), negated), depth + 1, col)?;
                 continue;
             } else {
                 return Ok((e, depth));
             };
             let (rhs, d) = self.cmp()?;
-            (e, depth) = self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), depth.max(d) + 1)?;
+            let d = depth.max(d) + 1;
+            (e, depth) = self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), d, col)?;
         }
     }
 
     fn cmp(&mut self) -> Parsed {
         let (mut e, mut depth) = self.unary()?;
         loop {
+            let col = self.col();
             let op = match self.peek() {
                 Tok::Op(">") => Some(CmpOp::Gt),
                 Tok::Op(">=") => Some(CmpOp::Ge),
@@ -405,8 +428,8 @@ impl Parser {
             if let Some(op) = op {
                 self.pos += 1;
                 let (rhs, d) = self.unary()?;
-                (e, depth) =
-                    self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), depth.max(d) + 1)?;
+                let d = depth.max(d) + 1;
+                (e, depth) = self.node(Expr::Cmp(op, Box::new(e), Box::new(rhs)), d, col)?;
                 continue;
             }
             let negated = matches!(self.peek(), Tok::Kw("NOT"))
@@ -429,6 +452,7 @@ impl Parser {
                     (e, depth) = self.node(
                         Expr::Between(Box::new(e), Box::new(lo), Box::new(hi), negated),
                         d,
+                        col,
                     )?;
                 }
                 Tok::Kw("IN") => {
@@ -439,7 +463,8 @@ impl Parser {
                         items.push(self.string()?);
                     }
                     self.expect_op(")")?;
-                    (e, depth) = self.node(Expr::In(Box::new(e), items, negated), depth + 1)?;
+                    (e, depth) =
+                        self.node(Expr::In(Box::new(e), items, negated), depth + 1, col)?;
                 }
                 Tok::Kw(k @ ("CONTAINS" | "STARTSWITH" | "ENDSWITH")) => {
                     let op = match *k {
@@ -449,7 +474,8 @@ impl Parser {
                     };
                     self.pos += 1;
                     let pat = self.string()?;
-                    (e, depth) = self.node(Expr::Str(op, Box::new(e), pat, negated), depth + 1)?;
+                    (e, depth) =
+                        self.node(Expr::Str(op, Box::new(e), pat, negated), depth + 1, col)?;
                 }
                 _ => return Ok((e, depth)),
             }
@@ -457,16 +483,17 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Parsed {
+        let col = self.col();
         if self.eat_op("+") {
-            return self.nested(|p| p.unary());
+            return self.nested(col, |p| p.unary());
         }
         if self.eat_op("-") {
-            let (e, d) = self.nested(|p| p.unary())?;
-            return self.node(Expr::Neg(Box::new(e)), d + 1);
+            let (e, d) = self.nested(col, |p| p.unary())?;
+            return self.node(Expr::Neg(Box::new(e)), d + 1, col);
         }
         if self.eat_kw("NOT") {
-            let (e, d) = self.nested(|p| p.unary())?;
-            return self.node(Expr::Not(Box::new(e)), d + 1);
+            let (e, d) = self.nested(col, |p| p.unary())?;
+            return self.node(Expr::Not(Box::new(e)), d + 1, col);
         }
         self.primary()
     }
@@ -503,8 +530,9 @@ impl Parser {
                 leaf(Expr::Var(name))
             }
             Tok::Op("(") => {
+                let col = self.col();
                 self.next();
-                let e = self.nested(|p| p.or())?;
+                let e = self.nested(col, |p| p.or())?;
                 self.expect_op(")")?;
                 Ok(e)
             }
@@ -516,8 +544,14 @@ impl Parser {
 /// Parses an expression; the error says where and what was expected.
 pub fn parse(src: &str) -> Result<Expr, SqlError> {
     if src.len() > MAX_EXPRESSION_LEN {
+        // The column (in characters, as everywhere) of the first character past the limit.
+        let column = src
+            .char_indices()
+            .take_while(|(at, c)| at + c.len_utf8() <= MAX_EXPRESSION_LEN)
+            .count()
+            + 1;
         return Err(SqlError {
-            column: MAX_EXPRESSION_LEN + 1,
+            column,
             message: format!(
                 "the expression is {} bytes long; at most {MAX_EXPRESSION_LEN} are allowed",
                 src.len()
@@ -792,6 +826,29 @@ mod tests {
         }
         assert!(parse(&("(".repeat(60) + "a = 1" + &")".repeat(60))).is_ok());
         assert!(parse(&("NOT ".repeat(60) + "a = 1")).is_ok());
+    }
+
+    #[test]
+    fn limit_errors_point_where_the_limit_is_crossed() {
+        let err = parse(&"é".repeat(10_000)).unwrap_err();
+        assert_eq!(err.column, MAX_EXPRESSION_LEN / 2 + 1, "{err}");
+        assert!(err.message.contains("20000 bytes"), "{err}");
+        for (expr, column) in [
+            // the 65th parenthesis / prefix operator
+            ("(".repeat(100) + "a = 1" + &")".repeat(100), 65),
+            ("NOT ".repeat(100) + "a = 1", 4 * 64 + 1),
+            ("- ".repeat(100) + "1 = 1", 2 * 64 + 1),
+            // the 64th "=" makes a tree 65 deep
+            ("a".to_string() + &" = a".repeat(200), 4 * 64 - 1),
+            ("a".to_string() + &" NOT IN ('x')".repeat(100), 3 + 13 * 63),
+            // an AND over an operand already 64 deep
+            ("a = 1 AND ".to_string() + &"NOT ".repeat(63) + "a", 7),
+            ("NOT ".repeat(63) + "a OR a = 1", 4 * 63 + 3),
+        ] {
+            let err = parse(&expr).expect_err(&expr);
+            assert_eq!(err.column, column, "{err}");
+            assert!(err.message.contains("deeper than 64"), "{err}");
+        }
     }
 
     #[test]
