@@ -460,20 +460,9 @@ async fn membership_offsets_and_graceful_restart() {
         )
     };
     assert_eq!(c1.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "0");
-    c1.call(
-        request(
-            15,
-            &[
-                ("consumerGroup", "G1".into()),
-                ("topic", "GroupTopic".into()),
-                ("queueId", "0".into()),
-                ("commitOffset", "1".into()),
-            ],
-        ),
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    c1.call(commit_offset_req("G1", "GroupTopic", 0, 1), TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(c1.call(q("G1"), TIMEOUT).await.unwrap().ext["offset"], "1");
     // Closing a connection drops its members at once.
     drop(c2);

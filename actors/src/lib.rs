@@ -19,6 +19,7 @@ pub mod filter;
 pub mod message;
 pub mod model;
 pub mod producers;
+pub mod reply;
 pub mod routes;
 pub mod scheduler;
 pub mod service;

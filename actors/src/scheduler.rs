@@ -252,7 +252,7 @@ impl Handler<Schedule> for Scheduler {
 /// only when nothing was enqueued, otherwise the caller waits for the outcome.
 pub struct ScheduleReply {
     pub schedule: Schedule,
-    pub reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, BrokerError>>,
+    pub reply: crate::reply::Reply<Vec<u64>>,
 }
 
 impl Message for ScheduleReply {
@@ -276,15 +276,11 @@ pub async fn schedule(
     scheduler: &Addr<Scheduler>,
     schedule: Schedule,
 ) -> Result<Vec<u64>, BrokerError> {
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    scheduler
-        .try_send(ScheduleReply { schedule, reply })
-        .map_err(|e| match e {
-            SendError::Full(_) => BrokerError::SystemBusy,
-            SendError::Closed(_) => BrokerError::ShuttingDown,
-        })?;
-    rx.await
-        .unwrap_or_else(|_| Err(BrokerError::Storage("the scheduler stopped".into())))
+    crate::reply::call(scheduler, "scheduler", |reply| ScheduleReply {
+        schedule,
+        reply,
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -809,13 +809,10 @@ impl Handler<Append> for TopicQueue {
     }
 }
 
-/// An `Append` that answers through its own channel, so a caller can hand it over with
-/// `try_send`: a full mailbox is refused before anything was enqueued (safe to answer busy),
-/// and once enqueued the caller waits for the outcome instead of timing out on a message
-/// that may still be stored — a client would retry it and store it twice.
+/// An `Append` that answers through its own channel (see `reply`).
 pub struct AppendReply {
     pub append: Append,
-    pub reply: oneshot::Sender<Result<AppendResult, BrokerError>>,
+    pub reply: crate::reply::Reply<AppendResult>,
 }
 
 impl Message for AppendReply {
@@ -836,15 +833,7 @@ impl Handler<AppendReply> for TopicQueue {
 
 /// Appends through `AppendReply`: busy only when nothing was enqueued.
 pub async fn append(queue: &Addr<TopicQueue>, append: Append) -> Result<AppendResult, BrokerError> {
-    let (reply, rx) = oneshot::channel();
-    queue
-        .try_send(AppendReply { append, reply })
-        .map_err(|e| match e {
-            SendError::Full(_) => BrokerError::SystemBusy,
-            SendError::Closed(_) => BrokerError::ShuttingDown,
-        })?;
-    rx.await
-        .unwrap_or_else(|_| Err(BrokerError::Storage("the queue stopped".into())))
+    crate::reply::call(queue, "queue", |reply| AppendReply { append, reply }).await
 }
 
 impl Handler<Pull> for TopicQueue {

@@ -182,18 +182,7 @@ async fn counts_delays_and_half_messages_are_checked() {
     let c = connect(b.broker).await;
     create_topic(&c, "Counted", 2).await;
     let r = c
-        .request(
-            request(
-                15,
-                &[
-                    ("consumerGroup", "G".into()),
-                    ("topic", "Counted".into()),
-                    ("queueId", "7".into()),
-                    ("commitOffset", "5".into()),
-                ],
-            ),
-            TIMEOUT,
-        )
+        .request(commit_offset_req("G", "Counted", 7, 5), TIMEOUT)
         .await
         .unwrap();
     assert_ne!(r.code, 0, "queue 7 of a 2-queue topic");

@@ -257,6 +257,19 @@ pub fn pull_req(
     request(11, &ext)
 }
 
+/// UPDATE_CONSUMER_OFFSET (15).
+pub fn commit_offset_req(group: &str, topic: &str, queue_id: u32, offset: u64) -> RemotingCommand {
+    request(
+        15,
+        &[
+            ("consumerGroup", group.into()),
+            ("topic", topic.into()),
+            ("queueId", queue_id.to_string()),
+            ("commitOffset", offset.to_string()),
+        ],
+    )
+}
+
 /// Decodes a pull body into records.
 pub fn records(body: &bytes::Bytes) -> Vec<rocktor_storage::record::Record> {
     let mut out = Vec::new();
