@@ -825,9 +825,12 @@ impl Handler<AppendReply> for TopicQueue {
     fn handle(&mut self, msg: AppendReply, ctx: &mut Self::Context) {
         let fut = <Self as Handler<Append>>::handle(self, msg.append, ctx);
         let reply = msg.reply;
-        ctx.spawn(fut::wrap_future(async move {
+        // A task of its own, not a future of this actor's context: actix polls every future
+        // of a context each time the actor wakes, so hundreds of pending appends there would
+        // make every message cost as much again.
+        actix::spawn(async move {
             let _ = reply.send(fut.await);
-        }));
+        });
     }
 }
 
