@@ -543,24 +543,10 @@ async fn sync_flush_keeps_every_acknowledged_message_through_kill9() {
     let mut stored = std::collections::BTreeMap::new();
     let mut bodies = Vec::new();
     for q in 0..4 {
-        let mut offset = 0;
-        loop {
-            let r = c
-                .request(
-                    pull_req("G", "DurableTopic", q, offset, 64, None, Some("*")),
-                    TIMEOUT,
-                )
-                .await
-                .unwrap();
-            if r.code != 0 {
-                break;
-            }
-            for rec in records(&r.body) {
-                let body = String::from_utf8_lossy(&rec.body).into_owned();
-                bodies.push(body.clone());
-                stored.insert((q, rec.queue_offset as u64), body);
-            }
-            offset = r.ext["nextBeginOffset"].parse().unwrap();
+        for rec in pull_all(&c, "G", "DurableTopic", q).await {
+            let body = String::from_utf8_lossy(&rec.body).into_owned();
+            bodies.push(body.clone());
+            stored.insert((q, rec.queue_offset as u64), body);
         }
     }
     // Every acknowledged message is back at the queue and offset its send result named, and

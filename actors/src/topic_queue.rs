@@ -138,6 +138,8 @@ pub struct PullOutcome {
     /// The share of the broker's read budget these records hold (storage reads): keep it
     /// until the answer is encoded, so fresh copies waiting to be sent stay bounded too.
     pub budget: Option<ReadBudget>,
+    /// The pull asked to be held but the queue's parked pulls were at their cap.
+    pub hold_refused: bool,
 }
 
 /// A held share of the storage-read budget; released when the last clone drops.
@@ -393,6 +395,7 @@ impl TopicQueue {
             min_offset: self.min_offset,
             max_offset: self.committed,
             budget: None,
+            hold_refused: false,
         }
     }
 
@@ -505,6 +508,7 @@ impl TopicQueue {
                 min_offset: min,
                 max_offset: max,
                 budget: Some(ReadBudget(Arc::new((budget, own)))),
+                hold_refused: false,
             })
         }
     }
@@ -848,7 +852,12 @@ impl Handler<Pull> for TopicQueue {
                 let hold = msg.hold.unwrap_or_default();
                 if self.parked.len() >= self.limits.max_parked && self.parked.purge_gone() == 0 {
                     // Full: answered at once; the domain makes the caller wait a moment.
-                    return Box::pin(async move { Ok(out) });
+                    return Box::pin(async move {
+                        Ok(PullOutcome {
+                            hold_refused: true,
+                            ..out
+                        })
+                    });
                 }
                 let (tx, rx) = oneshot::channel();
                 let id = self.next_park_id;

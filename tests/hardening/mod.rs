@@ -305,24 +305,11 @@ async fn a_write_error_refuses_sends_without_offset_holes() {
     }
     b.kill9_and_restart_unlimited();
     let c = connect(b.broker).await;
-    let mut seen = Vec::new();
-    let mut offset = 0u64;
-    loop {
-        let r = c
-            .request(
-                pull_req("G", "Full", 0, offset, 32, None, Some("*")),
-                TIMEOUT,
-            )
-            .await
-            .unwrap();
-        if r.code != 0 {
-            break;
-        }
-        for rec in records(&r.body) {
-            seen.push(rec.queue_offset as u64);
-        }
-        offset = r.ext["nextBeginOffset"].parse().unwrap();
-    }
+    let seen: Vec<u64> = pull_all(&c, "G", "Full", 0)
+        .await
+        .iter()
+        .map(|r| r.queue_offset as u64)
+        .collect();
     let want: Vec<u64> = (0..acked.len() as u64).collect();
     assert_eq!(seen, want, "every acknowledged message once, nothing else");
     let r = c

@@ -257,6 +257,31 @@ pub fn pull_req(
     request(11, &ext)
 }
 
+/// Every record of one queue from offset 0, pulled until the broker has nothing more.
+pub async fn pull_all(
+    c: &RemotingClient,
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+) -> Vec<rocktor_storage::record::Record> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let r = c
+            .request(
+                pull_req(group, topic, queue_id, offset, 64, None, Some("*")),
+                TIMEOUT,
+            )
+            .await
+            .expect("pull answered");
+        if r.code != 0 {
+            return out;
+        }
+        out.extend(records(&r.body));
+        offset = r.ext["nextBeginOffset"].parse().expect("nextBeginOffset");
+    }
+}
+
 /// UPDATE_CONSUMER_OFFSET (15).
 pub fn commit_offset_req(group: &str, topic: &str, queue_id: u32, offset: u64) -> RemotingCommand {
     request(

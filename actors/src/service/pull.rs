@@ -193,7 +193,6 @@ impl BrokerContext {
             }
             None => None,
         };
-        let asked_at = tokio::time::Instant::now();
         let out = queue
             .send(Pull {
                 offset: req.offset,
@@ -207,14 +206,11 @@ impl BrokerContext {
             .timeout(hold.unwrap_or_default() + MAILBOX_WAIT)
             .await??;
         drop(slot);
-        // Over a cap (the broker's, the connection's, or the queue's own, which answers at
-        // once): "nothing new" only after a short wait, so the client does not spin.
-        if req.hold.is_some() && out.status == PullStatus::NoNewMessage {
-            let waited = asked_at.elapsed();
-            if over_cap || waited < OVER_CAP_HOLD.min(req.hold.unwrap_or_default()) {
-                metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
-                tokio::time::sleep(OVER_CAP_HOLD.saturating_sub(waited)).await;
-            }
+        // Over a cap (the broker's, the connection's, or the queue's own): "nothing new" only
+        // after a short wait, so the client does not spin.
+        if (over_cap || out.hold_refused) && out.status == PullStatus::NoNewMessage {
+            metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
+            tokio::time::sleep(OVER_CAP_HOLD).await;
         }
         metrics::counter!("rocketmq_messages_out_total", "topic" => req.topic)
             .increment(out.records.len() as u64);
