@@ -25,6 +25,7 @@ fn record(offset: u64, body: &[u8]) -> AppendRecord {
             store_time: 1,
         }),
         timer: None,
+        txn: None,
         index_keys: vec![rocktor_storage::keys::index_prefix(
             1,
             &format!("key-{offset}"),

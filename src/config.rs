@@ -65,6 +65,16 @@ pub struct Config {
     pub max_group_members: usize,
     /// Dead letters one re-send request may move.
     pub max_dlq_resend: usize,
+    /// A half message with no outcome is first checked this long (ms) after it was stored, or
+    /// after its own `CHECK_IMMUNITY_TIME_IN_SECONDS` when that is longer.
+    pub transaction_timeout_ms: u64,
+    /// Between two checks of one half message (ms).
+    pub transaction_check_interval_ms: u64,
+    /// Checks before a half message moves to TRANS_CHECK_MAX_TIME_TOPIC.
+    pub transaction_check_max: u32,
+    /// An orderly consumer's queue lock expires this long (ms) after its last renewal
+    /// (clients renew every 20 s).
+    pub orderly_lock_expiry_ms: u64,
     /// SQL92 filters on message properties. On by default (Apache's default is off).
     pub enable_property_filter: bool,
     /// Worker threads for connections and queues; 0 means one per core.
@@ -104,6 +114,10 @@ impl Default for Config {
             connection_write_timeout_secs: 30,
             max_group_members: 10_000,
             max_dlq_resend: 1000,
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 30_000,
+            transaction_check_max: 15,
+            orderly_lock_expiry_ms: 60_000,
             enable_property_filter: true,
             workers: 0,
             log: "info".into(),
@@ -214,6 +228,14 @@ impl Config {
             ("max_parked_pulls", self.max_parked_pulls),
             ("max_group_members", self.max_group_members),
             ("max_dlq_resend", self.max_dlq_resend),
+            (
+                "transaction_check_interval_ms",
+                self.transaction_check_interval_ms as usize,
+            ),
+            (
+                "orderly_lock_expiry_ms",
+                self.orderly_lock_expiry_ms as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{key} must be at least 1")));

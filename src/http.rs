@@ -60,6 +60,8 @@ fn error_response(e: &BrokerError) -> HttpResponse {
         BrokerError::InvalidParameter(_)
         | BrokerError::MessageIllegal(_)
         | BrokerError::IllegalDeliveryTime(_)
+        | BrokerError::MessageTypeMismatch(_)
+        | BrokerError::TransactionMismatch(_)
         | BrokerError::SubscriptionParseFailed(_) => HttpResponse::BadRequest().json(body),
         BrokerError::NoPermission(_) => HttpResponse::Forbidden().json(body),
         BrokerError::LimitExceeded(_) => HttpResponse::TooManyRequests().json(body),

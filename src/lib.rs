@@ -119,6 +119,12 @@ impl Broker {
             max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
             max_group_members: config.max_group_members,
             max_dlq_resend: config.max_dlq_resend,
+            txn: rocktor_actors::txn::TxnSettings {
+                timeout_ms: config.transaction_timeout_ms.min(i64::MAX as u64) as i64,
+                check_interval_ms: config.transaction_check_interval_ms.min(i64::MAX as u64) as i64,
+                max_checks: config.transaction_check_max,
+            },
+            lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
         };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,

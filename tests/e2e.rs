@@ -2,8 +2,11 @@
 //! over the wire — with rocktor's own remoting client and with PyPI `rocketmq` 0.4.4 (Apache's
 //! C++ client), an independent real client.
 
+mod cancel;
 mod hardening;
+mod orderly;
 mod support;
+mod transactions;
 
 use rocktor::client::request;
 use rocktor::remoting::message::{decode_offset_msg_id, encode_batch, BatchItem};

@@ -42,8 +42,22 @@ pub struct TimeSpan {
 impl BrokerContext {
     /// Creates or updates a topic on an admin's request: system topics are off limits and queue
     /// counts must be 1..=MAX_QUEUES.
-    pub async fn create_topic(&self, spec: TopicSpec) -> BrokerResult<()> {
+    /// Creates or updates a topic. `attribute_changes` are Apache's `+key=value,-key` edits,
+    /// applied to the topic's current attributes (an update keeps what it does not mention).
+    pub async fn create_topic(
+        &self,
+        mut spec: TopicSpec,
+        attribute_changes: &str,
+    ) -> BrokerResult<()> {
         model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
+        let current = self
+            .topic(&spec.name)
+            .map(|t| t.config.attributes.clone())
+            .unwrap_or_default();
+        let mut attributes = model::apply_topic_attributes(&current, attribute_changes)
+            .map_err(BrokerError::InvalidParameter)?;
+        attributes.append(&mut spec.attributes);
+        spec.attributes = attributes;
         if spec.name == model::DEFAULT_TOPIC
             || model::NOT_ALLOWED_SEND_TOPICS.contains(&spec.name.as_str())
         {

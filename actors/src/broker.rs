@@ -57,6 +57,10 @@ pub struct BrokerSettings {
     pub max_group_members: usize,
     /// Dead letters one re-send request may move.
     pub max_dlq_resend: usize,
+    /// Transaction check-back timing.
+    pub txn: crate::txn::TxnSettings,
+    /// How long an orderly queue lock lives without renewal.
+    pub lock_expiry: std::time::Duration,
 }
 
 impl Default for BrokerSettings {
@@ -79,6 +83,8 @@ impl Default for BrokerSettings {
             max_parked_pulls_per_connection: 4096,
             max_group_members: 10_000,
             max_dlq_resend: 1000,
+            txn: Default::default(),
+            lock_expiry: crate::consumer_group::LOCK_EXPIRY,
         }
     }
 }
@@ -242,8 +248,11 @@ impl BrokerActor {
         let offsets = self.offsets.remove(&config.name).unwrap_or_default();
         let (writer, v2, c2) = (self.writer.clone(), view.clone(), config.clone());
         let max_members = self.settings.max_group_members;
+        let lock_expiry = self.settings.lock_expiry;
         let addr = ConsumerGroup::start_in_arbiter(&self.arbiter(), move |_| {
-            ConsumerGroup::new(c2, offsets, writer, v2).with_max_members(max_members)
+            ConsumerGroup::new(c2, offsets, writer, v2)
+                .with_max_members(max_members)
+                .with_lock_expiry(lock_expiry)
         });
         Arc::new(GroupHandle { config, addr, view })
     }
@@ -349,7 +358,8 @@ impl Handler<CreateTopic> for BrokerActor {
                 && h.config.write_queues == msg.spec.write_queues
                 && h.config.perm == msg.spec.perm
                 && h.config.order == msg.spec.order
-                && h.config.topic_sys_flag == msg.spec.topic_sys_flag;
+                && h.config.topic_sys_flag == msg.spec.topic_sys_flag
+                && h.config.attributes == msg.spec.attributes;
             if msg.only_if_absent || same {
                 return atomic_ready(Ok(h.clone()));
             }

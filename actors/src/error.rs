@@ -37,6 +37,12 @@ pub enum BrokerError {
     NotFound(String),
     #[error("{0}")]
     NotSupported(String),
+    /// A send whose type its topic does not take (gRPC: MESSAGE_PROPERTY_CONFLICT_WITH_TYPE).
+    #[error("{0}")]
+    MessageTypeMismatch(String),
+    /// An END_TRANSACTION that does not match its half message (group, offsets).
+    #[error("{0}")]
+    TransactionMismatch(String),
 }
 
 impl From<rocktor_storage::StorageError> for BrokerError {

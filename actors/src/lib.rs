@@ -4,7 +4,8 @@
 //! - `topic_queue` — one actor per (topic, queue): offsets, tail cache, long polls.
 //! - `consumer_group` — one actor per group: members, subscriptions, offsets.
 //! - `routes` — the name server's tables.
-//! - `scheduler` — delayed delivery; `producers` — the producer registry.
+//! - `scheduler` — delayed delivery and its cancel; `producers` — the producer registry.
+//! - `txn` — the TxnChecker: half messages, their outcomes and check-backs.
 //! - `client_channel` — the domain's way back to a connected client.
 //! - `service` — the flows front ends call (`BrokerContext`), one file per flow.
 //!
@@ -25,6 +26,7 @@ pub mod scheduler;
 pub mod service;
 pub mod sql;
 pub mod topic_queue;
+pub mod txn;
 
 pub use broker::{BrokerSettings, Registry, TopicSpec};
 pub use error::{BrokerError, BrokerResult};

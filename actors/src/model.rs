@@ -130,6 +130,135 @@ pub fn is_half_message(sys_flag: i32, properties: &str) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// The message types a topic may be limited to (Apache's `message.type` topic attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicMessageType {
+    Normal,
+    Fifo,
+    Delay,
+    Transaction,
+    /// Anything goes (also what a topic without the attribute, or `UNSPECIFIED`, accepts).
+    Mixed,
+}
+
+/// The topic attribute that holds the message type.
+pub const ATTR_MESSAGE_TYPE: &str = "message.type";
+
+impl TopicMessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicMessageType::Normal => "NORMAL",
+            TopicMessageType::Fifo => "FIFO",
+            TopicMessageType::Delay => "DELAY",
+            TopicMessageType::Transaction => "TRANSACTION",
+            TopicMessageType::Mixed => "MIXED",
+        }
+    }
+
+    /// From Apache's spelling, case-insensitive; `UNSPECIFIED` means "no limit".
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.trim().to_ascii_uppercase().as_str() {
+            "NORMAL" => TopicMessageType::Normal,
+            "FIFO" => TopicMessageType::Fifo,
+            "DELAY" => TopicMessageType::Delay,
+            "TRANSACTION" => TopicMessageType::Transaction,
+            "MIXED" | "UNSPECIFIED" => TopicMessageType::Mixed,
+            _ => return None,
+        })
+    }
+
+    /// The message type a topic is limited to (`Mixed` without the attribute).
+    pub fn of_topic(t: &TopicConfig) -> Self {
+        t.attributes
+            .get(ATTR_MESSAGE_TYPE)
+            .and_then(|v| Self::from_name(v))
+            .unwrap_or(TopicMessageType::Mixed)
+    }
+}
+
+/// The one rule for a send's type against its topic's: a typed topic takes only its own type,
+/// a MIXED (or untyped) topic takes everything. Apache's proxy applies it to 5.x gRPC sends
+/// only; remoting and HTTP sends are never refused for their type (a 4.x orderly producer
+/// carries no type marker), so only the gRPC front end calls this.
+pub fn check_message_type(
+    topic: &TopicConfig,
+    message: TopicMessageType,
+) -> Result<(), crate::BrokerError> {
+    let allowed = TopicMessageType::of_topic(topic);
+    if allowed == TopicMessageType::Mixed || allowed == message {
+        return Ok(());
+    }
+    Err(crate::BrokerError::MessageTypeMismatch(format!(
+        "the topic {} takes {} messages; this message is {}",
+        topic.name,
+        allowed.as_str(),
+        message.as_str()
+    )))
+}
+
+/// Topic attribute keys an admin may set, with their allowed values (None: any value).
+const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 3] = [
+    (
+        ATTR_MESSAGE_TYPE,
+        Some(&[
+            "UNSPECIFIED",
+            "NORMAL",
+            "FIFO",
+            "DELAY",
+            "TRANSACTION",
+            "MIXED",
+        ]),
+    ),
+    ("queue.type", Some(&["BatchCQ", "SimpleCQ"])),
+    ("cleanup.policy", Some(&["DELETE", "COMPACTION"])),
+];
+
+/// Applies Apache's attribute changes (`+key=value` sets, `-key` removes, comma-separated) to
+/// a topic's current attributes. Unknown keys and values are refused, as Apache refuses them.
+pub fn apply_topic_attributes(
+    current: &BTreeMap<String, String>,
+    changes: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = current.clone();
+    for item in changes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (remove, rest) = match item.as_bytes()[0] {
+            b'+' => (false, &item[1..]),
+            b'-' => (true, &item[1..]),
+            _ => (false, item),
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (rest.trim(), None),
+        };
+        let Some((_, allowed)) = TOPIC_ATTRIBUTES.iter().find(|(k, _)| *k == key) else {
+            return Err(format!("unsupported topic attribute key: {key}"));
+        };
+        if remove {
+            out.remove(key);
+            continue;
+        }
+        let Some(value) = value else {
+            return Err(format!(
+                "the topic attribute {key} needs a value (+{key}=value)"
+            ));
+        };
+        let value = match allowed {
+            Some(values) => match values.iter().find(|v| v.eq_ignore_ascii_case(value)) {
+                Some(v) => v.to_string(),
+                None => {
+                    return Err(format!(
+                        "the topic attribute {key} takes one of {}, not {value}",
+                        values.join(", ")
+                    ))
+                }
+            },
+            None => value.to_string(),
+        };
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
 /// `^[%|a-zA-Z0-9_-]+$`
 pub fn valid_name_chars(name: &str) -> bool {
     !name.is_empty()
@@ -231,6 +360,61 @@ mod tests {
                 .encode_utf16()
                 .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
         );
+    }
+
+    fn topic(ty: Option<&str>) -> TopicConfig {
+        let mut attributes = BTreeMap::new();
+        if let Some(t) = ty {
+            attributes.insert(ATTR_MESSAGE_TYPE.to_string(), t.to_string());
+        }
+        TopicConfig {
+            name: "T".into(),
+            id: 1,
+            read_queues: 1,
+            write_queues: 1,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes,
+        }
+    }
+
+    #[test]
+    fn message_types_are_enforced_by_one_rule() {
+        use TopicMessageType::*;
+        let all = [Normal, Fifo, Delay, Transaction, Mixed];
+        for t in [None, Some("MIXED"), Some("UNSPECIFIED")] {
+            for m in all {
+                assert!(
+                    check_message_type(&topic(t), m).is_ok(),
+                    "{t:?} takes {m:?}"
+                );
+            }
+        }
+        for ty in [Normal, Fifo, Delay, Transaction] {
+            let t = topic(Some(ty.as_str()));
+            for m in [Normal, Fifo, Delay, Transaction] {
+                assert_eq!(
+                    check_message_type(&t, m).is_ok(),
+                    m == ty,
+                    "{ty:?} vs {m:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn topic_attributes_change_like_apache() {
+        let a = apply_topic_attributes(&BTreeMap::new(), "+message.type=fifo").unwrap();
+        assert_eq!(a.get(ATTR_MESSAGE_TYPE).map(String::as_str), Some("FIFO"));
+        let b = apply_topic_attributes(&a, "+cleanup.policy=DELETE").unwrap();
+        assert_eq!(b.len(), 2);
+        let c = apply_topic_attributes(&b, "-message.type").unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(apply_topic_attributes(&a, "+message.type=SOMETIMES").is_err());
+        assert!(apply_topic_attributes(&a, "+no.such.key=1").is_err());
+        assert!(apply_topic_attributes(&a, "+message.type").is_err());
+        assert_eq!(apply_topic_attributes(&a, " , ").unwrap(), a);
     }
 
     #[test]

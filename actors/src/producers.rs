@@ -1,9 +1,9 @@
 //! Producers — the live producers of each group, from heartbeats, with a channel back to each.
-//! Admin tools list them (GET_PRODUCER_CONNECTION_LIST); transaction checks will ask one of
-//! them about a half message.
+//! Admin tools list them (GET_PRODUCER_CONNECTION_LIST); transaction checks ask one of them
+//! about a half message (`FindProducer`).
 //!
 //! Messages: `RegisterProducer`, `UnregisterProducer`, `ProducerConnectionClosed`,
-//! `ListProducers`, and a timer that drops producers silent for 120 s. Soft state: nothing is
+//! `ListProducers`, `FindProducer`, and a timer that drops producers silent for 120 s. Soft state: nothing is
 //! stored.
 
 use crate::consumer_group::{ClientChannel, ConnectionInfo, MEMBER_EXPIRY};
@@ -22,6 +22,8 @@ struct Producer {
 #[derive(Default)]
 pub struct Producers {
     groups: HashMap<String, HashMap<String, Producer>>,
+    /// Rotates check-backs over a group's instances when the sender is gone.
+    turn: usize,
 }
 
 impl Actor for Producers {
@@ -136,5 +138,38 @@ impl Handler<ListProducers> for Producers {
             .unwrap_or_default();
         v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         v
+    }
+}
+
+/// One live producer of a group to ask about a half message: the instance on `prefer`
+/// (the connection that sent it) while it is connected, else another one, in turn.
+pub struct FindProducer {
+    pub group: String,
+    pub prefer: Option<u64>,
+}
+
+impl Message for FindProducer {
+    type Result = Option<Arc<dyn ClientChannel>>;
+}
+
+impl Handler<FindProducer> for Producers {
+    type Result = Option<Arc<dyn ClientChannel>>;
+
+    fn handle(&mut self, msg: FindProducer, _: &mut Self::Context) -> Self::Result {
+        let members = self.groups.get(&msg.group)?;
+        if let Some(p) = msg
+            .prefer
+            .and_then(|c| members.values().find(|p| p.channel.connection_id() == c))
+        {
+            return Some(p.channel.clone());
+        }
+        let mut ids: Vec<&String> = members.keys().collect();
+        if ids.is_empty() {
+            return None;
+        }
+        ids.sort();
+        self.turn = self.turn.wrapping_add(1);
+        let id = ids[self.turn % ids.len()];
+        members.get(id).map(|p| p.channel.clone())
     }
 }

@@ -7,11 +7,15 @@
 //! back) lowers the floor, and a round that ends never raises it past such an entry. Rounds run
 //! beside the mailbox: a round waiting on a queue never holds up new delayed sends.
 //!
-//! Messages: `Schedule` (store records now, deliver them later) and its own 100 ms tick.
+//! Messages: `Schedule` (store records now, deliver them later), `Cancel` (Huawei DMS's
+//! cancel message and Apache 5.5's recall: forget a scheduled message before its due time),
+//! and its own 100 ms tick.
 //!
 //! Durability: a scheduled record and its timer entry are written in one batch before the send
 //! is acknowledged. When due, the record is appended to its real queue and its timer entry is
-//! deleted in the same write batch, so a crash delivers it exactly once.
+//! deleted in the same write batch, so a crash delivers it exactly once. A cancel deletes the
+//! timer entry and the record in one write before it is answered; while that write is in
+//! flight, rounds skip the entry.
 
 use crate::broker::Registry;
 use crate::error::BrokerError;
@@ -22,7 +26,7 @@ use arc_swap::ArcSwap;
 use rocktor_storage::{
     cf, properties, record, AppendBatch, AppendRecord, DueTimer, Store, TimerEntry, Writer,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +51,8 @@ pub struct Scheduler {
     lowest_since_round: i64,
     busy: bool,
     clock: Clock,
+    /// Timer keys whose cancel is being written: no round delivers them.
+    cancelling: Arc<std::sync::Mutex<HashSet<Vec<u8>>>>,
 }
 
 impl Scheduler {
@@ -65,6 +71,7 @@ impl Scheduler {
             lowest_since_round: i64::MAX,
             busy: false,
             clock: Arc::new(crate::now_ms),
+            cancelling: Default::default(),
         }
     }
 
@@ -120,12 +127,20 @@ impl Scheduler {
     fn deliver(&self, due: Vec<DueTimer>) -> impl std::future::Future<Output = Option<i64>> {
         let registry = self.registry.load_full();
         let (writer, store_host) = (self.writer.clone(), self.store_host);
+        let cancelling = self.cancelling.clone();
         async move {
             // Group by queue, keeping due order inside each queue.
             let mut by_queue: BTreeMap<(String, u32), QueueBatch> = BTreeMap::new();
             // Timer entries with nothing left to deliver (unreadable record, vanished queue).
             let mut dropped = AppendBatch::default();
             for t in &due {
+                let cancelled = cancelling
+                    .lock()
+                    .map(|c| c.contains(&t.key))
+                    .unwrap_or(false);
+                if cancelled {
+                    continue;
+                }
                 let rec = t
                     .record
                     .as_ref()
@@ -189,6 +204,128 @@ impl Actor for Scheduler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(TICK, |act, ctx| act.start_round(ctx));
+        ctx.run_interval(Duration::from_secs(10), |act, _| {
+            // RocksDB's estimate: exact counts would cost a scan of the timer family.
+            if let Ok(n) = act.store.estimate_keys(cf::TIMER) {
+                metrics::gauge!("rocktor_scheduled_pending").set(n as f64);
+            }
+        });
+    }
+}
+
+/// Forgets the scheduled message with this UNIQ_KEY in `topic`, due at `due_ms`, if it is
+/// still waiting; answers its sequence, or None when there is nothing (any more) to cancel.
+pub struct Cancel {
+    pub topic: String,
+    pub uniq_key: String,
+    pub due_ms: i64,
+}
+
+impl Message for Cancel {
+    type Result = Result<Option<u64>, BrokerError>;
+}
+
+/// Timer entries one cancel looks through (those due in the same millisecond).
+const CANCEL_SCAN: usize = 100_000;
+
+impl Handler<Cancel> for Scheduler {
+    type Result = ResponseActFuture<Self, Result<Option<u64>, BrokerError>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Self::Context) -> Self::Result {
+        if msg.due_ms <= (self.clock)() {
+            // Due already: delivered or being delivered; a cancel changes nothing.
+            return Box::pin(fut::ready(Ok(None)));
+        }
+        let store = self.store.clone();
+        let find = async move {
+            let found = tokio::task::spawn_blocking(move || {
+                let at = store.due_timers(msg.due_ms, msg.due_ms, CANCEL_SCAN)?;
+                Ok::<_, rocktor_storage::StorageError>(at.into_iter().find(|t| {
+                    t.topic == msg.topic
+                        && t.record.as_ref().is_some_and(|b| {
+                            record::decode(b).is_ok_and(|(r, _)| {
+                                properties::get(&r.properties, crate::message::PROP_UNIQ_KEY)
+                                    == Some(msg.uniq_key.as_str())
+                            })
+                        })
+                }))
+            })
+            .await
+            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+            Ok::<_, BrokerError>(found)
+        };
+        Box::pin(find.into_actor(self).then(|found, act, _| {
+            let writer = act.writer.clone();
+            let cancelling = act.cancelling.clone();
+            let key = match &found {
+                Ok(Some(t)) => Some(t.key.clone()),
+                _ => None,
+            };
+            if let Some(k) = &key {
+                if let Ok(mut c) = cancelling.lock() {
+                    c.insert(k.clone());
+                }
+            }
+            async move {
+                let t = match found? {
+                    Some(t) => t,
+                    None => return Ok(None),
+                };
+                let seq = rocktor_storage::keys::parse_timer_key(&t.key).map(|(_, s)| s);
+                let mut batch = AppendBatch::default();
+                batch.deletes.push((cf::TIMER, t.key.clone()));
+                if let Some(seq) = seq {
+                    batch
+                        .deletes
+                        .push((cf::LOG, rocktor_storage::keys::log_key(seq).to_vec()));
+                }
+                let r = match writer.try_submit(batch) {
+                    Ok(rx) => match rx.await {
+                        Ok(Ok(_)) => Ok(seq),
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
+                    },
+                    Err(e) => Err(e.into()),
+                };
+                if let (Ok(mut c), Some(k)) = (cancelling.lock(), key) {
+                    c.remove(&k);
+                }
+                if r.is_ok() {
+                    metrics::counter!("rocktor_scheduled_cancelled_total").increment(1);
+                }
+                r
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
+/// The recall handle a scheduled send answers with (Apache 5.5's `recallHandle`; gRPC's
+/// RecallMessage takes the same): URL-safe, padded base64 of "v1 topic broker due-ms
+/// message-id", Apache's layout (the Rust client decodes it to learn the broker).
+pub fn recall_handle(topic: &str, broker_name: &str, due_ms: i64, uniq_key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE
+        .encode(format!("v1 {topic} {broker_name} {due_ms} {uniq_key}"))
+}
+
+/// What a recall handle names: (topic, broker name, due ms, message id).
+pub fn parse_recall_handle(handle: &str) -> Result<(String, String, i64, String), BrokerError> {
+    use base64::Engine;
+    let bad = || BrokerError::InvalidParameter("the recall handle is invalid".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(handle.trim().trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts.as_slice() {
+        ["v1", topic, broker, due, id] => Ok((
+            topic.to_string(),
+            broker.to_string(),
+            due.parse().map_err(|_| bad())?,
+            id.to_string(),
+        )),
+        _ => Err(bad()),
     }
 }
 
@@ -224,6 +361,7 @@ impl Handler<Schedule> for Scheduler {
                     queue_id: msg.queue_id,
                 }),
                 index_keys: Vec::new(),
+                txn: None,
             })
             .collect();
         let rx = self.writer.try_submit(AppendBatch {

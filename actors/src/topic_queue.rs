@@ -781,6 +781,7 @@ impl Handler<Append> for TopicQueue {
                     store_time: now,
                 }),
                 index_keys,
+                txn: None,
                 timer: None,
             });
             tag_hashes.push(m.tag_hash);

@@ -133,6 +133,68 @@ const CONSUME_FROM: [&str; 6] = [
     "CONSUME_FROM_TIMESTAMP",
 ];
 
+/// A parsed LockBatchRequestBody / UnlockBatchRequestBody.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LockBody {
+    pub group: String,
+    pub client_id: String,
+    /// (topic, broker name, queue id)
+    pub queues: Vec<(String, String, u32)>,
+}
+
+/// Parses a lock or unlock body: `{"consumerGroup", "clientId", "mqSet": [{"topic",
+/// "brokerName", "queueId"}]}`, with numbers as numbers or strings. Anything else is an error
+/// the handler answers with a code, never a panic.
+pub fn parse_lock_body(body: &[u8], max_queues: usize) -> Result<LockBody, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("lock body is not JSON: {e}"))?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let group = text("consumerGroup").ok_or("the lock body has no consumerGroup")?;
+    let client_id = text("clientId").ok_or("the lock body has no clientId")?;
+    let set = match v.get("mqSet") {
+        Some(Value::Array(a)) => a.as_slice(),
+        None | Some(Value::Null) => &[],
+        Some(_) => return Err("the lock body's mqSet is not a list".into()),
+    };
+    if set.len() > max_queues {
+        return Err(format!(
+            "the lock body names {} queues, more than {max_queues}",
+            set.len()
+        ));
+    }
+    let mut queues = Vec::with_capacity(set.len());
+    for mq in set {
+        let topic = mq
+            .get("topic")
+            .and_then(Value::as_str)
+            .ok_or("a queue of the lock body has no topic")?;
+        let broker = mq
+            .get("brokerName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let queue_id = mq
+            .get("queueId")
+            .and_then(as_i64)
+            .filter(|q| (0..=u32::MAX as i64).contains(q))
+            .ok_or("a queue of the lock body has no valid queueId")?;
+        queues.push((topic.to_string(), broker.to_string(), queue_id as u32));
+    }
+    Ok(LockBody {
+        group,
+        client_id,
+        queues,
+    })
+}
+
+/// LockBatchResponseBody: the granted queues.
+pub fn lock_response(broker: &str, granted: &[(String, u32)]) -> Value {
+    let set: Vec<Value> = granted
+        .iter()
+        .map(|(t, q)| json!({"topic": t, "brokerName": broker, "queueId": q}))
+        .collect();
+    json!({ "lockOKMQSet": set })
+}
+
 /// A parsed HEART_BEAT body: client id, producer groups, and (group, consumer) pairs.
 pub struct HeartbeatBody {
     pub client_id: String,
@@ -340,6 +402,40 @@ pub fn kv_table(t: &BTreeMap<String, String>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_bodies() {
+        let b = br#"{"consumerGroup":"G","clientId":"c1","onlyThisBroker":false,
+            "mqSet":[{"topic":"T","brokerName":"b","queueId":1},{"topic":"T","brokerName":"b","queueId":"2"}]}"#;
+        let p = parse_lock_body(b, 10).unwrap();
+        assert_eq!(p.group, "G");
+        assert_eq!(p.client_id, "c1");
+        assert_eq!(
+            p.queues,
+            vec![("T".into(), "b".into(), 1), ("T".into(), "b".into(), 2)]
+        );
+        for bad in [
+            &b"not json"[..],
+            br#"{"clientId":"c"}"#,
+            br#"{"consumerGroup":"G","clientId":"c","mqSet":7}"#,
+            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"topic":"T","queueId":-1}]}"#,
+            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"queueId":1}]}"#,
+            br#"[1,2]"#,
+        ] {
+            assert!(
+                parse_lock_body(bad, 10).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let many = format!(
+            r#"{{"consumerGroup":"G","clientId":"c","mqSet":[{}]}}"#,
+            [r#"{"topic":"T","queueId":1}"#; 11].join(",")
+        );
+        assert!(parse_lock_body(many.as_bytes(), 10).is_err());
+        let r = lock_response("b", &[("T".into(), 3)]);
+        assert_eq!(r["lockOKMQSet"][0]["queueId"], 3);
+    }
 
     #[test]
     fn heartbeat_dialects() {

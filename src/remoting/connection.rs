@@ -12,6 +12,7 @@ use super::codes::request as rq;
 use super::command::{check_frame, decode_frame, RemotingCommand, FLAG_ONEWAY};
 use super::handlers::{dispatch, Role};
 use bytes::{Bytes, BytesMut};
+use rocktor_actors::client_channel::TransactionCheck;
 use rocktor_actors::consumer_group::ClientChannel;
 use rocktor_actors::BrokerContext;
 use std::collections::{HashMap, HashSet};
@@ -235,6 +236,23 @@ impl ClientChannel for Connection {
             .with_ext("timestamp", timestamp)
             .with_ext("isForce", "true")
             .with_body(body.into_bytes());
+        cmd.flag = FLAG_ONEWAY;
+        self.send_command(&cmd);
+    }
+
+    fn check_transaction_state(&self, check: &TransactionCheck, message: Bytes) {
+        let opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        let offset_msg_id =
+            super::message::offset_msg_id(check.store_host, check.commit_log_offset);
+        let mut cmd = RemotingCommand::request(rq::CHECK_TRANSACTION_STATE, opaque)
+            .with_ext("topic", check.topic.as_str())
+            .with_ext("tranStateTableOffset", check.tran_state_offset)
+            .with_ext("commitLogOffset", check.commit_log_offset)
+            .with_ext("msgId", check.msg_id.as_str())
+            .with_ext("transactionId", check.transaction_id.as_str())
+            .with_ext("offsetMsgId", offset_msg_id)
+            .with_ext("bname", check.broker_name.as_str())
+            .with_body(message);
         cmd.flag = FLAG_ONEWAY;
         self.send_command(&cmd);
     }

@@ -20,7 +20,8 @@ pub fn code_of(e: &BrokerError) -> i32 {
         BrokerError::WriteUnavailable(_) => rc::SERVICE_NOT_AVAILABLE,
         BrokerError::ShuttingDown => rc::SERVICE_NOT_AVAILABLE,
         BrokerError::NotFound(_) => rc::QUERY_NOT_FOUND,
-        BrokerError::NotSupported(_) => rc::SYSTEM_ERROR,
+        BrokerError::NotSupported(_) | BrokerError::TransactionMismatch(_) => rc::SYSTEM_ERROR,
+        BrokerError::MessageTypeMismatch(_) => rc::MESSAGE_ILLEGAL,
     }
 }
 

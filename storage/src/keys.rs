@@ -162,6 +162,15 @@ pub fn parse_timer_value(v: &[u8]) -> Option<(u32, String)> {
     Some((q, String::from_utf8(v[4..].to_vec()).ok()?))
 }
 
+/// `txn` key: the half record's sequence, big-endian.
+pub fn txn_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn parse_txn_key(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -451,6 +451,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Every half message's state (the `txn` family), by sequence. Recovery of the
+    /// transaction checker; unreadable keys are skipped.
+    pub fn txn_entries(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.handle(cf::TXN)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(txn, IteratorMode::Start) {
+            let (k, v) = item?;
+            match keys::parse_txn_key(&k) {
+                Some(seq) => out.push((seq, v.to_vec())),
+                None => tracing::warn!("skipping a malformed txn key"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// RocksDB's estimate of the keys in a column family (pending timers for the metrics).
+    pub fn estimate_keys(&self, name: &'static str) -> Result<u64> {
+        let h = self.handle(name)?;
+        Ok(self
+            .db
+            .property_int_value_cf(h, "rocksdb.estimate-num-keys")?
+            .unwrap_or(0))
+    }
+
     /// Reads one metadata value.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let meta = self.handle(cf::META)?;

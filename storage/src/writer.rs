@@ -48,6 +48,8 @@ pub struct AppendRecord {
     pub timer: Option<TimerEntry>,
     /// Index keys (without the sequence suffix) under which QUERY_MESSAGE finds this record.
     pub index_keys: Vec<Vec<u8>>,
+    /// A transaction's half record: its state, stored under its sequence in `txn`.
+    pub txn: Option<Vec<u8>>,
 }
 
 /// One unit of atomic work: records plus any plain puts and range deletes.
@@ -325,6 +327,7 @@ fn add(
     let cq = store.handle(cf::CQ)?;
     let index = store.handle(cf::INDEX)?;
     let timer = store.handle(cf::TIMER)?;
+    let txn = store.handle(cf::TXN)?;
     let mut done = AppendDone {
         seqs: Vec::with_capacity(batch.records.len()),
         records: Vec::with_capacity(batch.records.len()),
@@ -354,6 +357,9 @@ fn add(
                 keys::timer_key(t.due_ms, seq),
                 keys::timer_value(t.queue_id, &t.topic),
             );
+        }
+        if let Some(state) = r.txn {
+            wb.put_cf(txn, keys::txn_key(seq), state);
         }
         for mut k in r.index_keys {
             k.extend_from_slice(&seq.to_be_bytes());
@@ -407,6 +413,7 @@ mod tests {
                 store_time: 1000 + off as i64,
             }),
             index_keys: vec![],
+            txn: None,
             timer: None,
         }
     }

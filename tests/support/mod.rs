@@ -316,6 +316,48 @@ pub async fn create_topic(c: &RemotingClient, topic: &str, queues: u32) {
     .expect("create topic");
 }
 
+/// The rocketmq-client-rust driver scripts/test builds (ROCKTOR_RS_CLIENT). Tests that need it
+/// fail without it: a missing client must not pass as a skipped feature.
+pub fn rs_client() -> PathBuf {
+    let p = std::env::var("ROCKTOR_RS_CLIENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            dirs_home().join(".cache/rocktor-test-clients/rs-target/release/rocktor-rs-client")
+        });
+    assert!(
+        p.exists(),
+        "the Rust test client is not built: run scripts/test (it builds tests/clients/rs) or set ROCKTOR_RS_CLIENT"
+    );
+    p
+}
+
+fn dirs_home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+/// Runs the Rust test client to completion; answers its JSON records (the summary line must
+/// start with OK).
+pub fn run_rs(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(rs_client())
+        .args(args)
+        .output()
+        .expect("the Rust test client runs");
+    parse_rs(&String::from_utf8_lossy(&out.stdout), args)
+}
+
+/// The JSON records of a finished Rust client run; panics unless it ended with OK.
+pub fn parse_rs(stdout: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("OK"),
+        "rocktor-rs-client {args:?} failed:\n{stdout}"
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// The PyPI rocketmq 0.4.4 interpreter set up by scripts/test (ROCKTOR_PYTHON), if any.
 pub fn python_client() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("ROCKTOR_PYTHON") {

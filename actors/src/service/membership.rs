@@ -91,3 +91,65 @@ impl BrokerContext {
         }
     }
 }
+
+/// The most queues one lock or unlock request may name (a client names its own assignment).
+pub const MAX_LOCK_QUEUES: usize = 8192;
+
+impl BrokerContext {
+    /// LOCK_BATCH_MQ: the queues granted to `client_id` (digest §4.8). A lock request creates
+    /// the group as a heartbeat would.
+    pub async fn lock_queues(
+        &self,
+        group: &str,
+        client_id: &str,
+        connection_id: u64,
+        queues: Vec<crate::consumer_group::QueueKey>,
+    ) -> BrokerResult<Vec<crate::consumer_group::QueueKey>> {
+        if queues.len() > MAX_LOCK_QUEUES {
+            return Err(BrokerError::LimitExceeded(format!(
+                "a lock request names {} queues, more than {MAX_LOCK_QUEUES}",
+                queues.len()
+            )));
+        }
+        if client_id.is_empty() {
+            return Err(BrokerError::InvalidParameter(
+                "a lock request needs the client id".into(),
+            ));
+        }
+        let g = self.ensure_group(group).await?;
+        Ok(g.addr
+            .send(crate::consumer_group::LockQueues {
+                client_id: client_id.to_string(),
+                connection_id,
+                queues,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await?)
+    }
+
+    /// UNLOCK_BATCH_MQ: releases the queues `client_id` holds among `queues`.
+    pub async fn unlock_queues(
+        &self,
+        group: &str,
+        client_id: &str,
+        queues: Vec<crate::consumer_group::QueueKey>,
+    ) -> BrokerResult<()> {
+        if queues.len() > MAX_LOCK_QUEUES {
+            return Err(BrokerError::LimitExceeded(format!(
+                "an unlock request names {} queues, more than {MAX_LOCK_QUEUES}",
+                queues.len()
+            )));
+        }
+        let Some(g) = self.group(group) else {
+            return Ok(());
+        };
+        g.addr
+            .send(crate::consumer_group::UnlockQueues {
+                client_id: client_id.to_string(),
+                queues,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await?;
+        Ok(())
+    }
+}

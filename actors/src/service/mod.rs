@@ -41,15 +41,17 @@ mod pull;
 mod recovery;
 mod retry;
 mod send;
+mod txn;
 
 pub use dlq::DeadLetter;
 pub use membership::HeartbeatRequest;
+pub use membership::MAX_LOCK_QUEUES;
 pub use offsets::ResetTarget;
 use pull::FilterCache;
 pub use pull::{PullRequest, MAX_PULL_BYTES, OVER_CAP_HOLD};
 use recovery::recover;
 pub use retry::SendBackRequest;
-pub use send::{SendRequest, SendResult};
+pub use send::{SendRequest, SendResult, PROP_CANCEL_SCHEDULED_MSG};
 
 /// How long a data-path request may wait for a full mailbox before it becomes SYSTEM_BUSY.
 const MAILBOX_WAIT: Duration = Duration::from_secs(3);
@@ -63,6 +65,7 @@ pub struct BrokerContext {
     pub routes: Addr<Routes>,
     pub scheduler: Addr<Scheduler>,
     pub producers: Addr<Producers>,
+    pub txn: Addr<crate::txn::TxnChecker>,
     pub store: Store,
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
@@ -108,13 +111,26 @@ impl BrokerContext {
             settings.broker_addr,
         )
         .start();
+        let producers = Producers::default().start();
+        let txn = crate::txn::TxnChecker::new(crate::txn::TxnCheckerParts {
+            store: store.clone(),
+            writer: writer.clone(),
+            registry: registry.clone(),
+            broker: broker.clone(),
+            producers: producers.clone(),
+            settings: settings.txn,
+            store_host: settings.broker_addr,
+            broker_name: settings.broker_name.clone(),
+        })
+        .start();
         let ctx = BrokerContext {
             settings,
             registry,
             broker,
             routes,
             scheduler,
-            producers: Producers::default().start(),
+            producers,
+            txn,
             store,
             writer,
             arbiters: Arc::new(arbiters),

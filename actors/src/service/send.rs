@@ -15,6 +15,8 @@ pub struct SendRequest {
     pub max_reconsume_times: Option<i32>,
     /// Sent as a batch (SEND_BATCH_MESSAGE), which retry and dead-letter topics refuse.
     pub batch: bool,
+    /// The sender's client connection, if it has one (asked first about its transactions).
+    pub connection_id: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -24,7 +26,12 @@ pub struct SendResult {
     pub seqs: Vec<u64>,
     pub uniq_keys: Vec<String>,
     pub store_host: SocketAddr,
+    /// A scheduled message's recall handle (Apache 5.5's RECALL_MESSAGE, gRPC RecallMessage).
+    pub recall_handle: Option<String>,
 }
+
+/// The property of Huawei DMS's cancel message: the id of the scheduled message to cancel.
+pub const PROP_CANCEL_SCHEDULED_MSG: &str = "__CANCEL_SCHEDULED_MSG";
 
 impl BrokerContext {
     /// Finds the topic of a send, auto-creating it from the default topic (TBW102 flow).
@@ -80,16 +87,20 @@ impl BrokerContext {
                 "batch request does not support retry group".into(),
             ));
         }
+        let mut half = false;
         for m in &req.messages {
             check_limits(m, self.settings.max_message_size)?;
-            if model::is_half_message(m.sys_flag, &m.properties) {
-                // Delivering a half message at once would break the transaction's promise;
-                // Apache answers the same when its broker rejects transaction messages.
-                return Err(BrokerError::NoPermission(format!(
-                    "the broker[{}] sending transaction message is forbidden (transactions are not supported yet)",
-                    self.settings.broker_name
-                )));
-            }
+            half |= model::is_half_message(m.sys_flag, &m.properties);
+        }
+        if half && (req.batch || req.messages.len() != 1) {
+            return Err(BrokerError::MessageIllegal(
+                "a batch cannot hold transactional messages".into(),
+            ));
+        }
+        if half && model::is_retry_or_dlq(&req.topic) {
+            return Err(BrokerError::MessageIllegal(
+                "a transactional message cannot go to a retry or dead-letter topic".into(),
+            ));
         }
         let mut topic = self.topic_for_send(&req).await?;
         if let Some(group) = req.topic.strip_prefix(model::RETRY_PREFIX) {
@@ -97,7 +108,10 @@ impl BrokerContext {
             // such a message belongs in the dead-letter queue (digest §4.3).
             let g = self.ensure_group(group).await?;
             let max = req.max_reconsume_times.unwrap_or(g.config.retry_max_times);
-            if req.messages.iter().any(|m| m.reconsume_times > max) {
+            // A group holding live queue locks consumes orderly: its client re-sends only once
+            // it has used up its local retries, so the message goes straight to the DLQ.
+            let orderly = g.view.load().orderly_locks;
+            if orderly || req.messages.iter().any(|m| m.reconsume_times > max) {
                 topic = self.ensure_dlq_topic(group).await?;
             }
         }
@@ -127,10 +141,55 @@ impl BrokerContext {
         }
         let uniq_keys: Vec<String> = prepared.iter().map(|p| p.uniq_key.clone()).collect();
         let n = prepared.len() as u64;
+        if half {
+            // Half messages ignore delivery times, as in Apache: the commit delivers at once.
+            let Some(message) = prepared.pop() else {
+                return Err(BrokerError::MessageIllegal("no message".into()));
+            };
+            let seq = self
+                .prepare_half(
+                    &topic,
+                    queue_id,
+                    message,
+                    req.producer_group,
+                    req.connection_id,
+                )
+                .await?;
+            return Ok(SendResult {
+                queue_id,
+                first_offset: seq,
+                seqs: vec![seq],
+                uniq_keys,
+                store_host,
+                recall_handle: None,
+            });
+        }
         let due = match prepared.first() {
             Some(p) => due_time(&p.properties, crate::now_ms(), self.settings.max_delay_ms)?,
             None => None,
         };
+        let cancel = prepared.first().and_then(|p| {
+            properties::get(&p.properties, PROP_CANCEL_SCHEDULED_MSG).map(str::to_string)
+        });
+        if let Some(target) = cancel {
+            // The cancel message itself is never stored: it names the scheduled message by id
+            // and by due time; past that time there is nothing left to cancel.
+            let seq = match due {
+                Some(due_ms) => {
+                    self.cancel_scheduled(&topic.config.name, &target, due_ms)
+                        .await?
+                }
+                None => None,
+            };
+            return Ok(SendResult {
+                queue_id,
+                first_offset: 0,
+                seqs: vec![seq.unwrap_or(0)],
+                uniq_keys,
+                store_host,
+                recall_handle: None,
+            });
+        }
         if let Some(due_ms) = due {
             let seqs = scheduler::schedule(
                 &self.scheduler,
@@ -144,12 +203,21 @@ impl BrokerContext {
             .await?;
             metrics::counter!("rocktor_messages_scheduled_total", "topic" => req.topic.clone())
                 .increment(n);
+            let recall_handle = (uniq_keys.len() == 1).then(|| {
+                scheduler::recall_handle(
+                    &topic.config.name,
+                    &self.settings.broker_name,
+                    due_ms,
+                    &uniq_keys[0],
+                )
+            });
             return Ok(SendResult {
                 queue_id,
                 first_offset: 0,
                 seqs,
                 uniq_keys,
                 store_host,
+                recall_handle,
             });
         }
         let r = topic_queue::append(queue, Append::new(prepared, store_host)).await?;
@@ -160,6 +228,46 @@ impl BrokerContext {
             seqs: r.seqs,
             uniq_keys,
             store_host,
+            recall_handle: None,
         })
+    }
+
+    /// Cancels a scheduled message of `topic` by its id and due time; answers its sequence,
+    /// or None when it was unknown or already delivered (which changes nothing).
+    pub async fn cancel_scheduled(
+        &self,
+        topic: &str,
+        uniq_key: &str,
+        due_ms: i64,
+    ) -> BrokerResult<Option<u64>> {
+        self.scheduler
+            .send(scheduler::Cancel {
+                topic: topic.to_string(),
+                uniq_key: uniq_key.to_string(),
+                due_ms,
+            })
+            .timeout(MAILBOX_WAIT)
+            .await?
+    }
+
+    /// RECALL_MESSAGE / gRPC RecallMessage: cancels the scheduled message a recall handle
+    /// names; answers its message id. A handle of another topic or broker is refused.
+    pub async fn recall(&self, topic: &str, handle: &str) -> BrokerResult<String> {
+        let (handle_topic, broker, due_ms, id) = scheduler::parse_recall_handle(handle)?;
+        if handle_topic != topic || broker != self.settings.broker_name {
+            return Err(BrokerError::InvalidParameter(
+                "the recall handle belongs to another topic or broker".into(),
+            ));
+        }
+        if self.topic(topic).is_none() {
+            return Err(BrokerError::TopicNotExist(topic.to_string()));
+        }
+        if due_ms <= crate::now_ms() {
+            return Err(BrokerError::IllegalDeliveryTime(
+                "the message is already delivered; it can no longer be recalled".into(),
+            ));
+        }
+        self.cancel_scheduled(topic, &id, due_ms).await?;
+        Ok(id)
     }
 }

@@ -20,15 +20,6 @@ pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
         let n = e.opt_i64(k)?.unwrap_or(8);
         Ok(n.clamp(0, u32::MAX as i64) as u32)
     };
-    // `attributes` arrives as "+key=value,+key2=value2".
-    let mut attributes = BTreeMap::new();
-    if let Some(a) = e.opt_str("attributes") {
-        for item in a.split(',').filter(|s| !s.is_empty()) {
-            if let Some((k, v)) = item.trim_start_matches('+').split_once('=') {
-                attributes.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
     let spec = TopicSpec {
         name: e.str("topic")?.to_string(),
         read_queues: queues("readQueueNums")?,
@@ -39,9 +30,11 @@ pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
             .unwrap_or(PERM_READ | PERM_WRITE),
         topic_sys_flag: e.opt_i64("topicSysFlag")?.unwrap_or(0) as i32,
         order: e.bool("order").unwrap_or(false),
-        attributes,
+        attributes: BTreeMap::new(),
     };
-    b.create_topic(spec).await?;
+    // `attributes` arrives as "+key=value,-key2"; the domain applies it.
+    b.create_topic(spec, e.opt_str("attributes").unwrap_or(""))
+        .await?;
     ok(req)
 }
 

@@ -151,3 +151,35 @@ pub async fn earliest_store_time(b: &BrokerContext, req: &RemotingCommand) -> Ha
         RemotingCommand::response_to(req, 0).with_ext("timestamp", ts),
     ))
 }
+
+/// LOCK_BATCH_MQ (41): the queues granted to the client, of those it asks for — digest §4.8.
+pub async fn lock(
+    b: &BrokerContext,
+    conn: &Arc<Connection>,
+    req: &RemotingCommand,
+) -> HandlerResult {
+    let lb = body::parse_lock_body(&req.body, rocktor_actors::service::MAX_LOCK_QUEUES)
+        .map_err(HandlerError::BadBody)?;
+    let ours = &b.settings.broker_name;
+    let queues: Vec<(String, u32)> = lb
+        .queues
+        .into_iter()
+        .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
+        .map(|(t, _, q)| (t, q))
+        .collect();
+    // A closed connection must reach the group, to free its locks at once.
+    conn.joined_group(&lb.group);
+    let granted = b
+        .lock_queues(&lb.group, &lb.client_id, conn.id, queues)
+        .await?;
+    ok_json(req, &body::lock_response(ours, &granted))
+}
+
+/// UNLOCK_BATCH_MQ (42): releases the client's locks among the named queues.
+pub async fn unlock(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
+    let lb = body::parse_lock_body(&req.body, rocktor_actors::service::MAX_LOCK_QUEUES)
+        .map_err(HandlerError::BadBody)?;
+    let queues = lb.queues.into_iter().map(|(t, _, q)| (t, q)).collect();
+    b.unlock_queues(&lb.group, &lb.client_id, queues).await?;
+    ok(req)
+}

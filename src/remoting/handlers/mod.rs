@@ -5,6 +5,7 @@ mod consumer;
 mod namesrv;
 mod pull;
 mod send;
+mod transaction;
 
 use super::codes::request as rq;
 use super::command::RemotingCommand;
@@ -70,6 +71,10 @@ async fn broker_codes(
         }
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, conn, req).await,
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,
+        rq::END_TRANSACTION => transaction::end_transaction(b, req).await,
+        rq::RECALL_MESSAGE => transaction::recall(b, req).await,
+        rq::LOCK_BATCH_MQ => consumer::lock(b, conn, req).await,
+        rq::UNLOCK_BATCH_MQ => consumer::unlock(b, req).await,
         rq::HEART_BEAT => consumer::heartbeat(b, conn, req).await,
         rq::UNREGISTER_CLIENT => consumer::unregister(b, req).await,
         rq::CHECK_CLIENT_CONFIG => consumer::check_client_config(b, req).await,

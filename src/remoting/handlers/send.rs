@@ -80,6 +80,7 @@ pub async fn send(
             queue_id,
             messages,
             batch,
+            connection_id: Some(conn.id),
         })
         .await?;
     let msg_id = match r.seqs.as_slice() {
@@ -100,6 +101,9 @@ pub async fn send(
         if let Some(k) = r.uniq_keys.first() {
             resp = resp.with_ext("transactionId", k);
         }
+    }
+    if let Some(h) = &r.recall_handle {
+        resp = resp.with_ext("recallHandle", h);
     }
     Ok(Some(resp))
 }

@@ -1,10 +1,13 @@
 //! ConsumerGroup — one actor per consumer group.
 //!
 //! State it owns: the live members (from heartbeats, with a channel back to each client), their
-//! subscriptions, and the group's committed offsets.
+//! subscriptions, the group's committed offsets, and its orderly-consumption queue locks
+//! (`locks`: soft state, released at once when their client unregisters, expires or its
+//! connection closes).
 //!
 //! Messages: `Heartbeat`, `Unregister`, `ConnectionClosed`, `ExpireIdle` (timer), `ListClientIds`,
-//! `QueryOffset`, `CommitOffset`, `GetOffsets`, `GetConnections`, `FlushOffsets`.
+//! `QueryOffset`, `CommitOffset`, `GetOffsets`, `GetConnections`, `FlushOffsets`, `LockQueues`,
+//! `UnlockQueues`.
 //!
 //! Durability: committed offsets are kept in memory and written through the group-commit writer
 //! every second and on shutdown (`FlushOffsets`), like Apache's 5-second consumerOffset flush.
@@ -27,6 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::client_channel::ClientChannel;
+pub use locks::{QueueKey, LOCK_EXPIRY};
+
+mod locks;
+use locks::QueueLocks;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -72,6 +79,9 @@ pub struct GroupView {
     /// Members whose subscriptions differ from the others', described for admin answers.
     /// Clustering consumers of one group must subscribe alike, or messages go unconsumed.
     pub inconsistencies: Vec<String>,
+    /// Some queue of the group holds a live orderly lock: the group consumes orderly, and its
+    /// clients' direct sends to the retry topic go to the dead-letter queue (Apache's rule).
+    pub orderly_locks: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +122,7 @@ pub struct ConsumerGroup {
     writer: Writer,
     view: Arc<ArcSwap<GroupView>>,
     max_members: usize,
+    locks: QueueLocks,
 }
 
 impl ConsumerGroup {
@@ -130,7 +141,14 @@ impl ConsumerGroup {
             writer,
             view,
             max_members: 10_000,
+            locks: QueueLocks::default(),
         }
+    }
+
+    /// How long a queue lock lives without renewal.
+    pub fn with_lock_expiry(mut self, expiry: Duration) -> Self {
+        self.locks = QueueLocks::new(expiry);
+        self
     }
 
     /// The most clients the group admits.
@@ -167,7 +185,20 @@ impl ConsumerGroup {
             subscriptions: subs,
             message_model: model,
             inconsistencies,
+            orderly_locks: self.locks.any_live(Instant::now()),
         }));
+    }
+
+    /// Republishes the view's lock flag when it changed, and the lock gauge.
+    fn locks_changed(&self) {
+        let live = self.locks.any_live(Instant::now());
+        if self.view.load().orderly_locks != live {
+            let mut v = GroupView::clone(&self.view.load());
+            v.orderly_locks = live;
+            self.view.store(Arc::new(v));
+        }
+        metrics::gauge!("rocktor_queue_locks_held", "group" => self.name.clone())
+            .set(self.locks.held() as f64);
     }
 
     /// Compares every member's subscriptions (topic → expression) with the first member's.
@@ -296,8 +327,20 @@ impl Actor for ConsumerGroup {
 impl ConsumerGroup {
     fn expire_idle(&mut self, now: Instant) {
         let before = self.members.len();
-        self.members
-            .retain(|_, m| now.duration_since(m.last_seen) < MEMBER_EXPIRY);
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.last_seen) >= MEMBER_EXPIRY)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.members.remove(id);
+            self.locks.release_client(id);
+        }
+        let locks_before = self.locks.held();
+        if self.locks.expire(now) != locks_before || !expired.is_empty() {
+            self.locks_changed();
+        }
         if self.members.len() != before {
             tracing::info!(group = %self.name, dropped = before - self.members.len(), "consumers expired without heartbeat");
             self.membership_changed();
@@ -371,6 +414,9 @@ impl Handler<Unregister> for ConsumerGroup {
     type Result = ();
 
     fn handle(&mut self, msg: Unregister, _: &mut Self::Context) {
+        if self.locks.release_client(&msg.client_id) > 0 {
+            self.locks_changed();
+        }
         if self.members.remove(&msg.client_id).is_some() {
             self.membership_changed();
         }
@@ -390,6 +436,15 @@ impl Handler<ConnectionClosed> for ConsumerGroup {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
+        let mut released = self.locks.release_connection(msg.connection_id);
+        for (id, m) in &self.members {
+            if m.channel.connection_id() == msg.connection_id {
+                released += self.locks.release_client(id);
+            }
+        }
+        if released > 0 {
+            self.locks_changed();
+        }
         let before = self.members.len();
         self.members
             .retain(|_, m| m.channel.connection_id() != msg.connection_id);
@@ -602,6 +657,53 @@ impl Handler<FindMember> for ConsumerGroup {
     }
 }
 
+/// LOCK_BATCH_MQ: grants the queues that are free, expired or already the client's; answers
+/// the granted ones.
+pub struct LockQueues {
+    pub client_id: String,
+    pub connection_id: u64,
+    pub queues: Vec<QueueKey>,
+}
+
+impl Message for LockQueues {
+    type Result = Vec<QueueKey>;
+}
+
+impl Handler<LockQueues> for ConsumerGroup {
+    type Result = MessageResult<LockQueues>;
+
+    fn handle(&mut self, msg: LockQueues, _: &mut Self::Context) -> Self::Result {
+        let granted = self.locks.lock(
+            &msg.client_id,
+            msg.connection_id,
+            msg.queues,
+            Instant::now(),
+        );
+        self.locks_changed();
+        MessageResult(granted)
+    }
+}
+
+/// UNLOCK_BATCH_MQ: releases the queues the client holds among these.
+pub struct UnlockQueues {
+    pub client_id: String,
+    pub queues: Vec<QueueKey>,
+}
+
+impl Message for UnlockQueues {
+    type Result = ();
+}
+
+impl Handler<UnlockQueues> for ConsumerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnlockQueues, _: &mut Self::Context) {
+        if self.locks.unlock(&msg.client_id, &msg.queues) > 0 {
+            self.locks_changed();
+        }
+    }
+}
+
 /// Stops the group actor (the group was deleted).
 pub struct Stop;
 
@@ -638,6 +740,12 @@ mod tests {
             self.notified.fetch_add(1, Ordering::SeqCst);
         }
         fn reset_offsets(&self, _: &str, _: &str, _: &str, _: i64, _: &[(u32, i64)]) {}
+        fn check_transaction_state(
+            &self,
+            _: &crate::client_channel::TransactionCheck,
+            _: bytes::Bytes,
+        ) {
+        }
         fn consumer_running_info(
             &self,
             _: &str,

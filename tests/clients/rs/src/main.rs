@@ -1,0 +1,333 @@
+//! rocktor-rs-client: drives rocktor with crates.io rocketmq-client-rust 1.0 in the end-to-end
+//! tests. One JSON object per line on stdout, then a summary line `OK ...`; errors print
+//! `ERROR: ...` and exit 1.
+//!
+//!   txn     --namesrv A --topic T --group PG [--commit N] [--rollback N] [--unknown N]
+//!           [--check-answer commit|rollback|unknown] [--linger S] [--prefix P]
+//!           Sends transactional messages whose local transaction commits, rolls back or stays
+//!           unknown, then stays S seconds answering the broker's check-backs.
+//!   orderly --namesrv A --topic T --group G --label L [--expect N] [--timeout S] [--sleep-ms MS]
+//!           An orderly push consumer (LOCK_BATCH_MQ); records when it starts and ends each
+//!           message, so the test can tell whether two clients ever held one queue at once.
+//!   produce --namesrv A --topic T --count N --keys K [--prefix P] [--props "k=v;k2=v2"]
+//!           Orderly sends: message i of key i % K goes to queue (i % K) % queues.
+
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, ConsumeOrderlyContext, ConsumeOrderlyStatus,
+    DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState, MQPushConsumer,
+    MessageListenerOrderly, TransactionListener, TransactionMQProducer,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_queue::MessageQueue;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use serde_json::json;
+use std::any::Any;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn emit(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(raw: &[String]) -> Result<Self, String> {
+        let mut m = HashMap::new();
+        let mut it = raw.iter();
+        while let Some(k) = it.next() {
+            let k = k.strip_prefix("--").ok_or(format!("unexpected {k}"))?;
+            let v = it.next().ok_or(format!("--{k} needs a value"))?;
+            m.insert(k.to_string(), v.clone());
+        }
+        Ok(Args(m))
+    }
+    fn req(&self, k: &str) -> Result<String, String> {
+        self.0.get(k).cloned().ok_or(format!("--{k} is required"))
+    }
+    fn num<T: std::str::FromStr>(&self, k: &str, d: T) -> Result<T, String> {
+        match self.0.get(k) {
+            Some(v) => v.parse().map_err(|_| format!("--{k}: not a number")),
+            None => Ok(d),
+        }
+    }
+}
+
+fn state(name: &str) -> LocalTransactionState {
+    match name {
+        "commit" => LocalTransactionState::CommitMessage,
+        "rollback" => LocalTransactionState::RollbackMessage,
+        _ => LocalTransactionState::Unknown,
+    }
+}
+
+struct Listener {
+    check_answer: String,
+    checks: Arc<AtomicUsize>,
+}
+
+impl TransactionListener for Listener {
+    fn execute_local_transaction(
+        &self,
+        msg: &dyn MessageTrait,
+        _: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        let kind = msg
+            .get_properties()
+            .get("txn")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        state(&kind)
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        let body = msg
+            .body()
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .unwrap_or_default();
+        let times = msg
+            .properties()
+            .get("TRANSACTION_CHECK_TIMES")
+            .map(|v| v.to_string());
+        emit(
+            json!({"event": "check", "body": body, "topic": msg.topic().to_string(),
+                    "check_times": times, "answer": self.check_answer, "t": now_ms()}),
+        );
+        state(&self.check_answer)
+    }
+}
+
+async fn txn(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
+    let topic = a.req("topic")?;
+    let checks = Arc::new(AtomicUsize::new(0));
+    let listener = Listener {
+        check_answer: a.0.get("check-answer").cloned().unwrap_or("commit".into()),
+        checks: checks.clone(),
+    };
+    let mut p = TransactionMQProducer::builder(rt)
+        .producer_group(a.req("group")?)
+        .name_server_addr(a.req("namesrv")?)
+        .topics(vec![topic.clone()])
+        .transaction_listener(listener)
+        .build();
+    p.start().await.map_err(|e| format!("start: {e:?}"))?;
+    let prefix = a.0.get("prefix").cloned().unwrap_or("tx".into());
+    let mut sent = 0;
+    for kind in ["commit", "rollback", "unknown"] {
+        for i in 0..a.num(kind, 0usize)? {
+            let body = format!("{prefix}-{kind}-{i}");
+            let msg = Message::builder()
+                .topic(topic.as_str())
+                .body_slice(body.as_bytes())
+                .raw_property("txn", kind)
+                .map_err(|e| format!("property: {e}"))?
+                .build()
+                .map_err(|e| format!("build: {e}"))?;
+            let r = p
+                .send_message_in_transaction::<(), _>(msg, None)
+                .await
+                .map_err(|e| format!("send {body}: {e:?}"))?;
+            let sr = r.send_result.as_ref();
+            emit(json!({"event": "sent", "body": body, "kind": kind,
+                "status": sr.map(|s| s.send_status.to_string()),
+                "msg_id": sr.and_then(|s| s.msg_id.as_ref().map(|m| m.to_string())),
+                "offset_msg_id": sr.and_then(|s| s.offset_msg_id.as_ref().map(|m| m.to_string())),
+                "queue_offset": sr.map(|s| s.queue_offset)}));
+            sent += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(a.num("linger", 0u64)?)).await;
+    p.shutdown().await;
+    Ok(format!(
+        "OK sent={sent} checks={}",
+        checks.load(Ordering::SeqCst)
+    ))
+}
+
+struct Orderly {
+    label: String,
+    sleep: Duration,
+    seen: Arc<AtomicUsize>,
+}
+
+impl MessageListenerOrderly for Orderly {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        ctx: &mut ConsumeOrderlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeOrderlyStatus> {
+        ctx.set_auto_commit(true);
+        let q = ctx.get_message_queue().queue_id();
+        for m in msgs {
+            let start = now_ms();
+            std::thread::sleep(self.sleep);
+            let body = m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .unwrap_or_default();
+            emit(
+                json!({"event": "recv", "label": self.label, "queue_id": q, "body": body,
+                        "offset": m.queue_offset(), "start": start, "end": now_ms()}),
+            );
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(ConsumeOrderlyStatus::Success)
+    }
+}
+
+async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut c = DefaultMQPushConsumer::builder(rt)
+        .consumer_group(a.req("group")?)
+        .name_server_addr(a.req("namesrv")?)
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    c.subscribe(a.req("topic")?, "*".to_string())
+        .await
+        .map_err(|e| format!("subscribe: {e:?}"))?;
+    c.register_message_listener_orderly(Orderly {
+        label: a.req("label")?,
+        sleep: Duration::from_millis(a.num("sleep-ms", 0u64)?),
+        seen: seen.clone(),
+    });
+    c.start().await.map_err(|e| format!("start: {e:?}"))?;
+    emit(json!({"event": "started", "t": now_ms()}));
+    let expect = a.num("expect", usize::MAX)?;
+    let until = Instant::now() + Duration::from_secs(a.num("timeout", 60u64)?);
+    while seen.load(Ordering::SeqCst) < expect && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.shutdown().await;
+    Ok(format!("OK seen={}", seen.load(Ordering::SeqCst)))
+}
+
+async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
+    let topic = a.req("topic")?;
+    let mut p = DefaultMQProducer::builder(rt)
+        .producer_group(format!("PG_{topic}"))
+        .name_server_addr(a.req("namesrv")?)
+        .build();
+    p.start().await.map_err(|e| format!("start: {e:?}"))?;
+    let keys = a.num("keys", 1u64)?.max(1);
+    let prefix = a.0.get("prefix").cloned().unwrap_or("ord".into());
+    let count = a.num("count", 0u64)?;
+    let seq = Arc::new(Mutex::new(HashMap::<u64, u64>::new()));
+    for i in 0..count {
+        let key = i % keys;
+        let n = {
+            let mut s = seq.lock().map_err(|_| "poisoned")?;
+            let e = s.entry(key).or_default();
+            *e += 1;
+            *e - 1
+        };
+        let body = format!("{prefix}-{key}-{n}");
+        let mut b = Message::builder()
+            .topic(topic.as_str())
+            .body_slice(body.as_bytes());
+        for kv in
+            a.0.get("props")
+                .map(String::as_str)
+                .unwrap_or("")
+                .split(';')
+        {
+            if let Some((k, v)) = kv.split_once('=') {
+                b = b
+                    .raw_property(k, v)
+                    .map_err(|e| format!("property {k}: {e}"))?;
+            }
+        }
+        let msg = b.build().map_err(|e| format!("build: {e}"))?;
+        let r = p
+            .send_with_selector_timeout(
+                msg,
+                |mqs: &[MessageQueue], _: &Message, k: &u64| {
+                    mqs.get((*k as usize) % mqs.len().max(1)).cloned()
+                },
+                key,
+                5000,
+            )
+            .await
+            .map_err(|e| format!("send {body}: {e:?}"))?;
+        let r = r.as_ref();
+        emit(json!({"event": "sent", "body": body,
+            "status": r.map(|s| s.send_status.to_string()),
+            "msg_id": r.and_then(|s| s.msg_id.as_ref().map(|m| m.to_string())),
+            "queue_id": r.and_then(|s| s.message_queue.as_ref().map(|q| q.queue_id()))}));
+    }
+    p.shutdown().await;
+    Ok(format!("OK sent={count}"))
+}
+
+fn main() {
+    let raw: Vec<String> = std::env::args().collect();
+    let Some(cmd) = raw.get(1).cloned() else {
+        println!("ERROR: usage: rocktor-rs-client txn|orderly|produce --namesrv A ...");
+        std::process::exit(2);
+    };
+    let args = match Args::parse(&raw[2..]) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("ERROR: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut cfg = RuntimeConfig::for_parallelism("rocktor-e2e", 8);
+    cfg.worker_threads = 2;
+    let owner = match RuntimeOwner::plan(cfg)
+        .map_err(|e| e.to_string())
+        .and_then(|p| p.build().map_err(|e| e.to_string()))
+    {
+        Ok(o) => o,
+        Err(e) => {
+            println!("ERROR: runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let telemetry = rocketmq_observability::TelemetryRuntimeGuard::noop();
+    let rt = match ClientRuntime::try_new(
+        owner.root_context().component("client"),
+        ClientRuntimeConfig::default(),
+        telemetry.handle(),
+    ) {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("ERROR: client runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = owner.block_on(async {
+        match cmd.as_str() {
+            "txn" => txn(rt.clone(), &args).await,
+            "orderly" => orderly(rt.clone(), &args).await,
+            "produce" => produce(rt.clone(), &args).await,
+            other => Err(format!("unknown command {other}")),
+        }
+    });
+    match result {
+        Ok(s) => println!("{s}"),
+        Err(e) => {
+            println!("ERROR: {e}");
+            let _ = std::io::stdout().flush();
+            std::process::exit(1);
+        }
+    }
+    let _ = std::io::stdout().flush();
+    // The client runtime may keep background tasks alive.
+    std::process::exit(0);
+}
