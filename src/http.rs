@@ -62,6 +62,7 @@ fn error_response(e: &BrokerError) -> HttpResponse {
         | BrokerError::IllegalDeliveryTime(_)
         | BrokerError::MessageTypeMismatch(_)
         | BrokerError::TransactionMismatch(_)
+        | BrokerError::IllegalOperation(_)
         | BrokerError::SubscriptionParseFailed(_) => HttpResponse::BadRequest().json(body),
         BrokerError::NoPermission(_) => HttpResponse::Forbidden().json(body),
         BrokerError::LimitExceeded(_) => HttpResponse::TooManyRequests().json(body),

@@ -123,6 +123,7 @@ impl Broker {
                 timeout_ms: config.transaction_timeout_ms.min(i64::MAX as u64) as i64,
                 check_interval_ms: config.transaction_check_interval_ms.min(i64::MAX as u64) as i64,
                 max_checks: config.transaction_check_max,
+                ..Default::default()
             },
             lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
         };

@@ -40,6 +40,10 @@ pub enum BrokerError {
     /// A send whose type its topic does not take (gRPC: MESSAGE_PROPERTY_CONFLICT_WITH_TYPE).
     #[error("{0}")]
     MessageTypeMismatch(String),
+    /// An operation the target's state does not allow (a recall of the wrong topic, a
+    /// delivered message); Apache's ILLEGAL_OPERATION.
+    #[error("{0}")]
+    IllegalOperation(String),
     /// An END_TRANSACTION that does not match its half message (group, offsets).
     #[error("{0}")]
     TransactionMismatch(String),

@@ -26,17 +26,30 @@ use arc_swap::ArcSwap;
 use rocktor_storage::{
     cf, properties, record, AppendBatch, AppendRecord, DueTimer, Store, TimerEntry, Writer,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-const TICK: Duration = Duration::from_millis(100);
+/// How often the scheduler looks at the clock. A round scans storage only once the earliest
+/// known due time has come (`next_due`), or every `RESCAN` as a safety net.
+const TICK: Duration = Duration::from_millis(10);
+const RESCAN: i64 = 1000;
 /// Timer entries delivered per round.
-const ROUND: usize = 512;
+const ROUND: usize = 2048;
 
 /// Due messages of one queue, with their timer entries to delete in the same write.
 type QueueBatch = (Vec<PreparedMessage>, Vec<(&'static str, Vec<u8>)>);
+
+/// Who has a timer entry: a round delivering it, or a cancel that removed it (kept until the
+/// floor passes its due time, so a round that scanned before the delete landed skips it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Delivering,
+    Cancelled { due_ms: i64 },
+}
+
+type Claims = HashMap<Vec<u8>, Claim>;
 
 /// Wall-clock milliseconds; tests step it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -51,8 +64,12 @@ pub struct Scheduler {
     lowest_since_round: i64,
     busy: bool,
     clock: Clock,
-    /// Timer keys whose cancel is being written: no round delivers them.
-    cancelling: Arc<std::sync::Mutex<HashSet<Vec<u8>>>>,
+    /// The earliest due time known not to be delivered yet (from the last scan and the
+    /// schedules since); no scan before it.
+    next_due: i64,
+    last_scan: i64,
+    /// Timer keys a round is delivering, or a cancel removed: each entry goes one way only.
+    claims: Arc<std::sync::Mutex<Claims>>,
 }
 
 impl Scheduler {
@@ -71,7 +88,9 @@ impl Scheduler {
             lowest_since_round: i64::MAX,
             busy: false,
             clock: Arc::new(crate::now_ms),
-            cancelling: Default::default(),
+            next_due: i64::MIN,
+            last_scan: i64::MIN,
+            claims: Default::default(),
         }
     }
 
@@ -82,41 +101,67 @@ impl Scheduler {
     }
 
     fn start_round(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        let now = (self.clock)();
+        if self.busy || (now < self.next_due && now.saturating_sub(self.last_scan) < RESCAN) {
             return;
         }
         self.busy = true;
+        self.last_scan = now;
         self.lowest_since_round = i64::MAX;
-        let (store, floor, now) = (self.store.clone(), self.floor_ms, (self.clock)());
+        // Until the scan says otherwise: entries scheduled from now on lower it again.
+        self.next_due = i64::MAX;
+        let (store, floor) = (self.store.clone(), self.floor_ms);
         let scan = async move {
-            tokio::task::spawn_blocking(move || store.due_timers(floor, now, ROUND))
+            tokio::task::spawn_blocking(move || store.due_timers_and_next(floor, now, ROUND))
                 .await
                 .map_err(|e| BrokerError::Storage(e.to_string()))?
                 .map_err(BrokerError::from)
         };
         scan.into_actor(self)
-            .then(|due, act, _| {
-                let fut = match due {
-                    Ok(due) if !due.is_empty() => Some(act.deliver(due)),
-                    Ok(_) => None,
+            .then(move |due, act, _| {
+                let (fut, next) = match due {
+                    Ok((due, next)) if !due.is_empty() => {
+                        // A full round may leave more due entries: look again at once.
+                        let next = if due.len() >= ROUND { Some(now) } else { next };
+                        (Some(act.deliver(due)), next)
+                    }
+                    Ok((_, next)) => (None, next),
                     Err(e) => {
                         tracing::error!(error = %e, "reading due timers failed");
-                        None
+                        (None, Some(now.saturating_add(RESCAN)))
                     }
                 };
                 async move {
                     match fut {
-                        Some(f) => f.await,
-                        None => None,
+                        Some(f) => (Some(f.await), next),
+                        None => (None, next),
                     }
                 }
                 .into_actor(act)
             })
-            .map(|new_floor, act, _| {
-                if let Some(f) = new_floor {
-                    // Never past an entry scheduled during the round with an earlier due time.
-                    act.floor_ms = act.floor_ms.max(f.min(act.lowest_since_round));
-                }
+            .map(move |(delivered, next), act, _| {
+                let retry = match delivered {
+                    Some(Some(f)) => {
+                        // Never past an entry scheduled during the round with an earlier due
+                        // time.
+                        act.floor_ms = act.floor_ms.max(f.min(act.lowest_since_round));
+                        let floor = act.floor_ms;
+                        if let Ok(mut c) = act.claims.lock() {
+                            c.retain(|_, claim| {
+                                !matches!(claim, Claim::Cancelled { due_ms } if *due_ms < floor)
+                            });
+                        }
+                        i64::MAX
+                    }
+                    // Some entry could not be delivered: try again in a second.
+                    Some(None) => now.saturating_add(RESCAN),
+                    None => i64::MAX,
+                };
+                act.next_due = act
+                    .next_due
+                    .min(next.unwrap_or(i64::MAX))
+                    .min(act.lowest_since_round)
+                    .min(retry);
                 act.busy = false;
             })
             .spawn(ctx);
@@ -127,20 +172,28 @@ impl Scheduler {
     fn deliver(&self, due: Vec<DueTimer>) -> impl std::future::Future<Output = Option<i64>> {
         let registry = self.registry.load_full();
         let (writer, store_host) = (self.writer.clone(), self.store_host);
-        let cancelling = self.cancelling.clone();
+        let claims = self.claims.clone();
         async move {
             // Group by queue, keeping due order inside each queue.
             let mut by_queue: BTreeMap<(String, u32), QueueBatch> = BTreeMap::new();
             // Timer entries with nothing left to deliver (unreadable record, vanished queue).
             let mut dropped = AppendBatch::default();
+            let mut claimed = Vec::with_capacity(due.len());
             for t in &due {
-                let cancelled = cancelling
-                    .lock()
-                    .map(|c| c.contains(&t.key))
-                    .unwrap_or(false);
-                if cancelled {
+                let mine = match claims.lock() {
+                    Ok(mut c) => match c.get(&t.key) {
+                        Some(Claim::Cancelled { .. }) => false,
+                        _ => {
+                            c.insert(t.key.clone(), Claim::Delivering);
+                            true
+                        }
+                    },
+                    Err(_) => true,
+                };
+                if !mine {
                     continue;
                 }
+                claimed.push(t.key.clone());
                 let rec = t
                     .record
                     .as_ref()
@@ -161,6 +214,8 @@ impl Scheduler {
                 entry.1.push((cf::TIMER, t.key.clone()));
             }
             let mut all_ok = true;
+            // One append per queue, all at once: they share the writer's next group commit.
+            let mut appends = Vec::with_capacity(by_queue.len());
             for ((topic, queue_id), (messages, timer_keys)) in by_queue {
                 let Some(queue) = registry
                     .topics
@@ -171,13 +226,18 @@ impl Scheduler {
                     dropped.deletes.extend(timer_keys);
                     continue;
                 };
-                let appended = queue
-                    .send(Append {
-                        messages,
-                        store_host,
-                        delete_with: timer_keys,
-                    })
-                    .await;
+                appends.push(async move {
+                    let appended = queue
+                        .send(Append {
+                            messages,
+                            store_host,
+                            delete_with: timer_keys,
+                        })
+                        .await;
+                    (topic, queue_id, appended)
+                });
+            }
+            for (topic, queue_id, appended) in futures_util::future::join_all(appends).await {
                 if let Err(e) = appended.map_err(BrokerError::from).and_then(|r| r) {
                     tracing::warn!(%topic, queue_id, error = %e, "delayed delivery failed; retrying next round");
                     all_ok = false;
@@ -187,6 +247,11 @@ impl Scheduler {
                 match writer.submit(dropped).await {
                     Ok(Ok(_)) => {}
                     _ => all_ok = false,
+                }
+            }
+            if let Ok(mut c) = claims.lock() {
+                for k in &claimed {
+                    c.remove(k);
                 }
             }
             let last_due = due.iter().map(|t| t.due_ms).max();
@@ -203,6 +268,9 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Every delayed send and retry back-off comes through here (try_send): room for the
+        // bursts of many producers.
+        ctx.set_mailbox_capacity(16384);
         ctx.run_interval(TICK, |act, ctx| act.start_round(ctx));
         ctx.run_interval(Duration::from_secs(10), |act, _| {
             // RocksDB's estimate: exact counts would cost a scan of the timer family.
@@ -239,16 +307,13 @@ impl Handler<Cancel> for Scheduler {
         let store = self.store.clone();
         let find = async move {
             let found = tokio::task::spawn_blocking(move || {
-                let at = store.due_timers(msg.due_ms, msg.due_ms, CANCEL_SCAN)?;
-                Ok::<_, rocktor_storage::StorageError>(at.into_iter().find(|t| {
-                    t.topic == msg.topic
-                        && t.record.as_ref().is_some_and(|b| {
-                            record::decode(b).is_ok_and(|(r, _)| {
-                                properties::get(&r.properties, crate::message::PROP_UNIQ_KEY)
-                                    == Some(msg.uniq_key.as_str())
-                            })
+                store.find_timer_at(msg.due_ms, CANCEL_SCAN, |topic, record| {
+                    topic == msg.topic
+                        && record::decode(record).is_ok_and(|(r, _)| {
+                            properties::get(&r.properties, crate::message::PROP_UNIQ_KEY)
+                                == Some(msg.uniq_key.as_str())
                         })
-                }))
+                })
             })
             .await
             .map_err(|e| BrokerError::Storage(e.to_string()))??;
@@ -256,29 +321,26 @@ impl Handler<Cancel> for Scheduler {
         };
         Box::pin(find.into_actor(self).then(|found, act, _| {
             let writer = act.writer.clone();
-            let cancelling = act.cancelling.clone();
-            let key = match &found {
-                Ok(Some(t)) => Some(t.key.clone()),
-                _ => None,
-            };
-            if let Some(k) = &key {
-                if let Ok(mut c) = cancelling.lock() {
-                    c.insert(k.clone());
-                }
-            }
+            let claims = act.claims.clone();
             async move {
-                let t = match found? {
-                    Some(t) => t,
-                    None => return Ok(None),
+                let Some(t) = found? else {
+                    return Ok(None);
                 };
+                // A round already delivering it wins: the cancel changes nothing.
+                match claims.lock() {
+                    Ok(mut c) => {
+                        if c.get(&t.key) == Some(&Claim::Delivering) {
+                            return Ok(None);
+                        }
+                        c.insert(t.key.clone(), Claim::Cancelled { due_ms: t.due_ms });
+                    }
+                    Err(_) => return Ok(None),
+                }
                 let seq = rocktor_storage::keys::parse_timer_key(&t.key).map(|(_, s)| s);
+                // Only the timer entry goes: the record stays for retention (deleting the
+                // newest record would let a restart hand its sequence out again).
                 let mut batch = AppendBatch::default();
                 batch.deletes.push((cf::TIMER, t.key.clone()));
-                if let Some(seq) = seq {
-                    batch
-                        .deletes
-                        .push((cf::LOG, rocktor_storage::keys::log_key(seq).to_vec()));
-                }
                 let r = match writer.try_submit(batch) {
                     Ok(rx) => match rx.await {
                         Ok(Ok(_)) => Ok(seq),
@@ -287,11 +349,14 @@ impl Handler<Cancel> for Scheduler {
                     },
                     Err(e) => Err(e.into()),
                 };
-                if let (Ok(mut c), Some(k)) = (cancelling.lock(), key) {
-                    c.remove(&k);
-                }
-                if r.is_ok() {
-                    metrics::counter!("rocktor_scheduled_cancelled_total").increment(1);
+                match &r {
+                    Ok(_) => metrics::counter!("rocktor_scheduled_cancelled_total").increment(1),
+                    Err(_) => {
+                        // Not removed: a round may deliver it after all.
+                        if let Ok(mut c) = claims.lock() {
+                            c.remove(&t.key);
+                        }
+                    }
                 }
                 r
             }
@@ -312,7 +377,7 @@ pub fn recall_handle(topic: &str, broker_name: &str, due_ms: i64, uniq_key: &str
 /// What a recall handle names: (topic, broker name, due ms, message id).
 pub fn parse_recall_handle(handle: &str) -> Result<(String, String, i64, String), BrokerError> {
     use base64::Engine;
-    let bad = || BrokerError::InvalidParameter("the recall handle is invalid".into());
+    let bad = || BrokerError::IllegalOperation("recall handle is invalid".into());
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(handle.trim().trim_end_matches('='))
         .map_err(|_| bad())?;
@@ -349,6 +414,7 @@ impl Handler<Schedule> for Scheduler {
         // An entry due before the floor would be skipped by every later round.
         self.floor_ms = self.floor_ms.min(msg.due_ms);
         self.lowest_since_round = self.lowest_since_round.min(msg.due_ms);
+        self.next_due = self.next_due.min(msg.due_ms);
         let records = msg
             .messages
             .iter()
@@ -381,6 +447,7 @@ impl Handler<Schedule> for Scheduler {
             // write landed must not leave the floor above it.
             act.floor_ms = act.floor_ms.min(due);
             act.lowest_since_round = act.lowest_since_round.min(due);
+            act.next_due = act.next_due.min(due);
             r
         }))
     }

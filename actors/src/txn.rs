@@ -18,7 +18,7 @@
 use crate::broker::{BrokerActor, CreateTopic, Registry, TopicSpec};
 use crate::client_channel::TransactionCheck;
 use crate::error::BrokerError;
-use crate::message::{encode_record, from_record, PreparedMessage};
+use crate::message::{encode_record, from_record, PreparedMessage, MAX_PROPERTIES};
 use crate::model::{PERM_READ, PERM_WRITE};
 use crate::producers::{FindProducer, Producers};
 use crate::reply::Reply;
@@ -54,8 +54,9 @@ const SYS_FLAG_TRANSACTION_MASK: i32 = 0xC;
 const SYS_FLAG_TRANSACTION_COMMIT: i32 = 0x8;
 
 const TICK: Duration = Duration::from_secs(1);
-/// Half messages asked about (or moved) per tick.
-const CHECKS_PER_TICK: usize = 512;
+/// Half messages asked about (or moved) per tick, and the bodies read for the asks.
+const CHECKS_PER_TICK: usize = 256;
+const CHECK_BYTES: usize = 16 << 20;
 /// Bytes of committed-form messages kept in memory; past it a commit reads the record.
 const CACHE_BUDGET: usize = 64 << 20;
 
@@ -68,6 +69,8 @@ pub struct TxnSettings {
     pub check_interval_ms: i64,
     /// Checks before the message moves to `TRANS_CHECK_MAX_TIME_TOPIC` (`transactionCheckMax`).
     pub max_checks: u32,
+    /// Half messages waiting for an outcome at once; past it a new one is refused (busy).
+    pub max_pending: usize,
 }
 
 impl Default for TxnSettings {
@@ -76,6 +79,7 @@ impl Default for TxnSettings {
             timeout_ms: 6_000,
             check_interval_ms: 30_000,
             max_checks: 15,
+            max_pending: 1_000_000,
         }
     }
 }
@@ -169,10 +173,20 @@ impl TxnChecker {
         if let Some(h) = self.pending.remove(&seq) {
             self.due.remove(&(h.stored.next_check_ms, seq));
             if let Some(m) = h.committed_form {
-                self.cached_bytes = self.cached_bytes.saturating_sub(m.body.len());
+                self.cached_bytes = self.cached_bytes.saturating_sub(cached_size(&m));
             }
         }
         self.publish_gauge();
+    }
+
+    /// A half message whose record is gone or corrupt can never be committed: its state is
+    /// deleted (unawaited; a failure only repeats this after a restart).
+    fn drop_unreadable(&mut self, seq: u64) {
+        drop(self.writer.try_submit(AppendBatch {
+            deletes: vec![(cf::TXN, keys::txn_key(seq).to_vec())],
+            ..Default::default()
+        }));
+        self.forget(seq);
     }
 
     /// An outcome failed to be written: the half message is pending again.
@@ -206,17 +220,42 @@ impl TxnChecker {
             producer_group,
             sender,
         } = msg;
+        if self.pending.len() >= self.settings.max_pending {
+            let _ = reply.send(Err(BrokerError::LimitExceeded(format!(
+                "{} half messages are waiting for an outcome, the most the broker holds",
+                self.pending.len()
+            ))));
+            return;
+        }
         let mut half = message;
         let has_group = properties::get(&half.properties, PROP_PGROUP).is_some();
         let committed_props = properties::without(
             &half.properties,
             &[PROP_TRAN_MSG, PROP_REAL_TOPIC, PROP_REAL_QID],
         );
+        // The broker's own keys replace whatever the client put there.
+        half.properties = properties::without(
+            &half.properties,
+            &[
+                PROP_REAL_TOPIC,
+                PROP_REAL_QID,
+                PROP_TRANSACTION_ID,
+                PROP_CHECK_TIMES,
+            ],
+        );
         properties::push(&mut half.properties, PROP_REAL_TOPIC, &topic);
         properties::push(&mut half.properties, PROP_REAL_QID, &queue_id.to_string());
         properties::push(&mut half.properties, PROP_TRANSACTION_ID, &half.uniq_key);
         if !has_group {
             properties::push(&mut half.properties, PROP_PGROUP, &producer_group);
+        }
+        // Room for the check count a check-back adds; the record's length field is 16 bits.
+        if half.properties.len() + PROP_CHECK_TIMES.len() + 12 > MAX_PROPERTIES {
+            let _ = reply.send(Err(BrokerError::MessageIllegal(format!(
+                "the half message's properties ({} bytes with the broker's) exceed the maximum {MAX_PROPERTIES}",
+                half.properties.len()
+            ))));
+            return;
         }
         let stored = StoredHalf {
             group: producer_group,
@@ -269,7 +308,7 @@ impl TxnChecker {
             };
         ctx.spawn(written.into_actor(self).map(move |r, act, _| {
             if let Ok(seq) = r {
-                let size = committed_form.body.len();
+                let size = cached_size(&committed_form);
                 let committed_form = (act.cached_bytes + size <= CACHE_BUDGET).then(|| {
                     act.cached_bytes += size;
                     committed_form
@@ -338,6 +377,10 @@ impl TxnChecker {
                         metrics::counter!("rocktor_transaction_rolled_back_total").increment(1);
                     }
                 }
+                Err(BrokerError::NotFound(e)) => {
+                    tracing::error!(seq, error = %e, "a half message to commit is unreadable; dropping it");
+                    act.drop_unreadable(seq);
+                }
                 Err(e) => {
                     tracing::warn!(seq, error = %e, "writing a transaction outcome failed; the half message stays pending");
                     act.reopen(seq);
@@ -377,13 +420,11 @@ impl TxnChecker {
         }
     }
 
-    /// Deletes the `txn` state and the half record together.
+    /// Deletes the `txn` state. The half record stays in `log` for retention to remove: deleting
+    /// the newest record would let a restart hand its sequence out again.
     fn rollback(&self, seq: u64) -> impl std::future::Future<Output = Result<(), BrokerError>> {
         let rx = self.writer.try_submit(AppendBatch {
-            deletes: vec![
-                (cf::TXN, keys::txn_key(seq).to_vec()),
-                (cf::LOG, keys::log_key(seq).to_vec()),
-            ],
+            deletes: vec![(cf::TXN, keys::txn_key(seq).to_vec())],
             ..Default::default()
         });
         async move {
@@ -439,16 +480,32 @@ impl TxnChecker {
         let ask = self.ask_producers(asks);
         let moved = self.move_exhausted(exhausted);
         let work = async move {
-            ask.await;
-            moved.await
+            let asked = ask.await;
+            (asked, moved.await)
         };
-        ctx.spawn(work.into_actor(self).map(|moved, act, _| {
+        ctx.spawn(work.into_actor(self).map(move |((skipped, unreadable), moved), act, _| {
             act.checking = false;
+            for seq in skipped {
+                // Over the tick's byte budget: not asked, so not counted; next tick.
+                if let Some(h) = act.pending.get_mut(&seq).filter(|h| !h.ending) {
+                    act.due.remove(&(h.stored.next_check_ms, seq));
+                    h.stored.checks = h.stored.checks.saturating_sub(1);
+                    h.stored.next_check_ms = now;
+                    act.due.insert((now, seq));
+                }
+            }
+            for seq in unreadable {
+                act.drop_unreadable(seq);
+            }
             for (seq, r) in moved {
                 match r {
                     Ok(()) => {
                         act.forget(seq);
                         metrics::counter!("rocktor_transaction_check_max_total").increment(1);
+                    }
+                    Err(BrokerError::NotFound(e)) => {
+                        tracing::error!(seq, error = %e, "a half message past its check maximum is unreadable; dropping it");
+                        act.drop_unreadable(seq);
                     }
                     Err(e) => {
                         tracing::warn!(seq, error = %e, "moving a half message past its check maximum failed; trying again later");
@@ -464,10 +521,13 @@ impl TxnChecker {
     }
 
     /// Sends CHECK_TRANSACTION_STATE for each half message to one live producer of its group.
+    /// Reads go in small chunks and stop at `CHECK_BYTES` of bodies per tick (so one tick can
+    /// neither hold much memory nor flood a producer's connection); answers the half messages
+    /// left unasked for the next tick, and those whose record is unreadable.
     fn ask_producers(
         &self,
         asks: Vec<(u64, StoredHalf, Option<u64>)>,
-    ) -> impl std::future::Future<Output = ()> {
+    ) -> impl std::future::Future<Output = (Vec<u64>, Vec<u64>)> {
         let (store, producers, store_host, broker_name) = (
             self.store.clone(),
             self.producers.clone(),
@@ -475,48 +535,68 @@ impl TxnChecker {
             self.broker_name.clone(),
         );
         async move {
-            if asks.is_empty() {
-                return;
-            }
-            let seqs: Vec<u64> = asks.iter().map(|(s, _, _)| *s).collect();
-            let records = read_halves(&store, seqs).await;
-            for ((seq, state, sender), rec) in asks.into_iter().zip(records) {
-                metrics::counter!("rocktor_transaction_checks_total").increment(1);
-                let channel = producers
-                    .send(FindProducer {
-                        group: state.group.clone(),
-                        prefer: sender,
-                    })
-                    .await
-                    .ok()
-                    .flatten();
-                let Some(channel) = channel else {
-                    tracing::warn!(seq, group = %state.group, "no live producer of the group to check a half message with");
-                    continue;
-                };
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(seq, error = %e, "cannot read a half message to check it");
+            let (mut skipped, mut unreadable) = (Vec::new(), Vec::new());
+            let mut bytes = 0usize;
+            let mut rest = asks.into_iter().peekable();
+            while rest.peek().is_some() {
+                if bytes >= CHECK_BYTES {
+                    skipped.extend(rest.map(|(s, _, _)| s));
+                    break;
+                }
+                let chunk: Vec<_> = rest.by_ref().take(16).collect();
+                let seqs: Vec<u64> = chunk.iter().map(|(s, _, _)| *s).collect();
+                let records = read_halves(&store, seqs).await;
+                for ((seq, state, sender), rec) in chunk.into_iter().zip(records) {
+                    let rec = match rec {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(seq, error = %e, "cannot read a half message to check it; dropping it");
+                            unreadable.push(seq);
+                            continue;
+                        }
+                    };
+                    bytes += rec.body.len() + rec.properties.len();
+                    metrics::counter!("rocktor_transaction_checks_total").increment(1);
+                    let channel = producers
+                        .send(FindProducer {
+                            group: state.group.clone(),
+                            prefer: sender,
+                        })
+                        .await
+                        .ok()
+                        .flatten();
+                    let Some(channel) = channel else {
+                        tracing::warn!(seq, group = %state.group, "no live producer of the group to check a half message with");
                         continue;
-                    }
-                };
-                let props =
-                    properties::with(&rec.properties, PROP_CHECK_TIMES, &state.checks.to_string());
-                let body = encode_as(&rec, &state.topic, state.queue_id, seq, &props, store_host);
-                channel.check_transaction_state(
-                    &TransactionCheck {
-                        topic: state.topic.clone(),
-                        tran_state_offset: seq,
-                        commit_log_offset: seq,
-                        msg_id: state.uniq_key.clone(),
-                        transaction_id: state.uniq_key.clone(),
-                        store_host,
-                        broker_name: broker_name.clone(),
-                    },
-                    body,
-                );
+                    };
+                    // The check count goes along when it fits the record's properties.
+                    let with_count = properties::with(
+                        &properties::without(&rec.properties, &[PROP_CHECK_TIMES]),
+                        PROP_CHECK_TIMES,
+                        &state.checks.to_string(),
+                    );
+                    let props = if with_count.len() <= MAX_PROPERTIES {
+                        with_count
+                    } else {
+                        rec.properties.clone()
+                    };
+                    let body =
+                        encode_as(&rec, &state.topic, state.queue_id, seq, &props, store_host);
+                    channel.check_transaction_state(
+                        &TransactionCheck {
+                            topic: state.topic.clone(),
+                            tran_state_offset: seq,
+                            commit_log_offset: seq,
+                            msg_id: state.uniq_key.clone(),
+                            transaction_id: state.uniq_key.clone(),
+                            store_host,
+                            broker_name: broker_name.clone(),
+                        },
+                        body,
+                    );
+                }
             }
+            (skipped, unreadable)
         }
     }
 
@@ -558,6 +638,11 @@ impl TxnChecker {
             out
         }
     }
+}
+
+/// What a cached committed form costs: body, properties and the rest of the message.
+fn cached_size(m: &PreparedMessage) -> usize {
+    m.body.len() + m.properties.len() + m.uniq_key.len() + 256
 }
 
 /// The only queue of `TRANS_CHECK_MAX_TIME_TOPIC`, created on first use.
@@ -610,9 +695,9 @@ async fn read_halves(store: &Store, seqs: Vec<u64>) -> Vec<Result<record::Record
                     .read_record(seq)
                     .map_err(BrokerError::from)?
                     .ok_or_else(|| BrokerError::NotFound(format!("no half message at {seq}")))?;
-                record::decode(&bytes)
-                    .map(|(r, _)| r)
-                    .map_err(|e| BrokerError::Storage(format!("half message at {seq}: {}", e.0)))
+                record::decode(&bytes).map(|(r, _)| r).map_err(|e| {
+                    BrokerError::NotFound(format!("the half message at {seq} is corrupt: {}", e.0))
+                })
             })
             .collect::<Vec<_>>()
     })

@@ -4,6 +4,11 @@
 //!
 //!     cargo run --release --bin rocktor-bench -- --namesrv 127.0.0.1:9876 --mode both --duration 30
 //!
+//! `--kind transaction` sends half messages and commits each (oneway END_TRANSACTION) once its
+//! send is answered; `--kind scheduled` gives each message a delivery time up to
+//! `--delay-spread-ms` ahead (`__STARTDELIVERTIME`), and consumers report how late (or early)
+//! each arrived.
+//!
 //! Prints throughput and latency percentiles; never asserts anything about them.
 
 /// mimalloc: glibc malloc spent a quarter of the arbiter threads' time on frees of buffers
@@ -27,6 +32,16 @@ enum Mode {
     Produce,
     Consume,
     Both,
+}
+
+/// What the producers send.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    /// Half message, then COMMIT once the send is answered.
+    Transaction,
+    /// Delivery time up to --delay-spread-ms ahead.
+    Scheduled,
 }
 
 #[derive(Debug, Parser)]
@@ -80,11 +95,24 @@ struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "normal")]
+    kind: Kind,
+    /// Scheduled messages are due at send time + --delay-min-ms + a uniform share of this.
+    #[arg(long, default_value_t = 60_000)]
+    delay_spread_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    delay_min_ms: u64,
+    /// Consumers stop after this long without a message once the producers are done.
+    #[arg(long, default_value_t = 2)]
+    consume_idle_secs: u64,
 }
 
 /// Bodies start with this marker and the send time in µs, so consumers measure end to end
 /// with microsecond resolution; other bodies fall back to the born timestamp (ms).
 const MARK: &[u8; 8] = b"RKBENCH!";
+/// Scheduled bodies: this marker, the send time in µs, the due time in ms.
+const SCHED_MARK: &[u8; 8] = b"RKSCHED!";
+const PRODUCER_GROUP: &str = "rocktor_bench_producer";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn now_us() -> u64 {
@@ -165,27 +193,97 @@ async fn create_topic(ns: &RemotingClient, topic: &str, queues: u32) -> Result<(
 
 /// Appends one SEND_MESSAGE_V2 frame (JSON header, as the Java client sends it) to `out`. Written
 /// by hand so that the generator spends its CPU on the broker, not on building requests.
-fn encode_send(out: &mut Vec<u8>, topic: &str, queue_id: u32, opaque: i32, size: usize) {
+fn encode_send(out: &mut Vec<u8>, args: &Args, queue_id: u32, opaque: i32, seq: u64) {
     use std::io::Write;
+    let (topic, size) = (&args.topic, args.size);
     let sent_us = now_us();
+    let due_ms = match args.kind {
+        Kind::Scheduled => {
+            // A cheap spread: the golden-ratio sequence over the window.
+            let frac = (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+            sent_us / 1000 + args.delay_min_ms + (frac * args.delay_spread_ms as f64) as u64
+        }
+        _ => 0,
+    };
     let start = out.len();
     out.extend_from_slice(&[0; 8]); // frame length and header word, patched below
     let _ = write!(
         out,
-        "{{\"code\":310,\"extFields\":{{\"a\":\"rocktor_bench_producer\",\"b\":\"{topic}\",\"c\":\"TBW102\",\"d\":\"4\",\
-         \"e\":\"{queue_id}\",\"f\":\"0\",\"g\":\"{}\",\"h\":\"0\",\"i\":\"WAIT\\u0001true\\u0002\",\"j\":\"0\",\
-         \"k\":\"false\",\"m\":\"false\"}},\"flag\":0,\"language\":\"JAVA\",\"opaque\":{opaque},\
-         \"serializeTypeCurrentRPC\":\"JSON\",\"version\":{OUR_VERSION}}}",
+        "{{\"code\":310,\"extFields\":{{\"a\":\"{PRODUCER_GROUP}\",\"b\":\"{topic}\",\"c\":\"TBW102\",\"d\":\"4\",\
+         \"e\":\"{queue_id}\",\"f\":\"0\",\"g\":\"{}\",\"h\":\"0\",\"i\":\"WAIT\\u0001true\\u0002",
         sent_us / 1000
     );
+    match args.kind {
+        Kind::Normal => {}
+        Kind::Transaction => {
+            let _ = write!(
+                out,
+                "TRAN_MSG\\u0001true\\u0002PGROUP\\u0001{PRODUCER_GROUP}\\u0002"
+            );
+        }
+        Kind::Scheduled => {
+            let _ = write!(out, "__STARTDELIVERTIME\\u0001{due_ms}\\u0002");
+        }
+    }
+    let _ = write!(
+        out,
+        "\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"}},\"flag\":0,\"language\":\"JAVA\",\
+         \"opaque\":{opaque},\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{OUR_VERSION}}}"
+    );
     let header_len = out.len() - start - 8;
-    let size = size.max(16);
-    out.extend_from_slice(MARK);
-    out.extend_from_slice(&sent_us.to_be_bytes());
-    out.resize(out.len() + size - 16, b'x');
+    let size = size.max(24);
+    if args.kind == Kind::Scheduled {
+        out.extend_from_slice(SCHED_MARK);
+        out.extend_from_slice(&sent_us.to_be_bytes());
+        out.extend_from_slice(&due_ms.to_be_bytes());
+        out.resize(out.len() + size - 24, b'x');
+    } else {
+        out.extend_from_slice(MARK);
+        out.extend_from_slice(&sent_us.to_be_bytes());
+        out.resize(out.len() + size - 16, b'x');
+    }
     let total = (4 + header_len + size) as u32;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
+}
+
+/// Appends a oneway END_TRANSACTION (COMMIT) for the half message a send answer names.
+fn encode_commit(out: &mut Vec<u8>, frame: &[u8], opaque: i32) -> Option<()> {
+    use std::io::Write;
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "extFields")]
+        ext: Ext,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ext {
+        #[serde(rename = "msgId")]
+        msg_id: String,
+        #[serde(rename = "queueOffset")]
+        queue_offset: String,
+    }
+    let word = u32::from_be_bytes(frame.get(4..8)?.try_into().ok()?);
+    let header = frame.get(8..8 + (word & 0xFF_FFFF) as usize)?;
+    let head: Head = serde_json::from_slice(header).ok()?;
+    let hex = head
+        .ext
+        .msg_id
+        .get(head.ext.msg_id.len().checked_sub(16)?..)?;
+    let commit_log_offset = u64::from_str_radix(hex, 16).ok()?;
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let _ = write!(
+        out,
+        "{{\"code\":37,\"extFields\":{{\"producerGroup\":\"{PRODUCER_GROUP}\",\"tranStateTableOffset\":\"{}\",\
+         \"commitLogOffset\":\"{commit_log_offset}\",\"commitOrRollback\":\"8\",\"fromTransactionCheck\":\"false\",\
+         \"msgId\":\"{}\"}},\"flag\":2,\"language\":\"JAVA\",\"opaque\":{opaque},\
+         \"serializeTypeCurrentRPC\":\"JSON\",\"version\":{OUR_VERSION}}}",
+        head.ext.queue_offset, head.ext.msg_id
+    );
+    let header_len = out.len() - start - 8;
+    out[start..start + 4].copy_from_slice(&((4 + header_len) as u32).to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
+    Some(())
 }
 
 /// The two fields of a response header the generator needs; serde skips the rest unallocated.
@@ -220,6 +318,9 @@ struct Shared {
     totals: Totals,
     send_lat: Mutex<Histogram<u64>>,
     e2e_lat: Mutex<Histogram<u64>>,
+    /// Scheduled messages: how late each arrived after its due time (µs), and how many early.
+    lateness: Mutex<Histogram<u64>>,
+    early: AtomicU64,
     producing: AtomicBool,
     last_receive: Mutex<Option<Instant>>,
 }
@@ -279,7 +380,13 @@ async fn produce_on(
             free.pop();
             let opaque = (round % (i32::MAX / window as i32)) * window as i32 + slot as i32;
             round += 1;
-            encode_send(&mut wbuf, &args.topic, q % queues, opaque, args.size);
+            encode_send(
+                &mut wbuf,
+                &args,
+                q % queues,
+                opaque,
+                round as u64 * 7919 + p as u64,
+            );
             sent_at[slot] = Some((opaque, Instant::now()));
             q = q.wrapping_add(1);
             if let Some(iv) = interval {
@@ -294,6 +401,12 @@ async fn produce_on(
         }
         let outstanding = window - free.len();
         if stopping && outstanding == 0 {
+            // Commits of the last answers are still queued.
+            if !wbuf.is_empty() {
+                wr.write_all(&wbuf)
+                    .await
+                    .map_err(|e| format!("send to {addr}: {e}"))?;
+            }
             break;
         }
         let pace = interval
@@ -335,6 +448,11 @@ async fn produce_on(
             free.push(slot);
             if head.code == 0 {
                 let _ = local.record(at.elapsed().as_micros().max(1) as u64);
+                if args.kind == Kind::Transaction
+                    && encode_commit(&mut wbuf, &frame, -head.opaque.max(1)).is_none()
+                {
+                    shared.totals.failed.fetch_add(1, Ordering::Relaxed);
+                }
                 if args.count.is_none() {
                     shared.totals.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -388,19 +506,41 @@ async fn produce(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
     Ok(started.elapsed())
 }
 
-fn decode_latencies(body: &bytes::Bytes, now: u64, h: &mut Histogram<u64>) -> (u64, u64) {
+/// Per pulled body: end-to-end latency, and for scheduled messages the lateness.
+struct Latencies {
+    e2e: Histogram<u64>,
+    late: Histogram<u64>,
+    early: u64,
+}
+
+fn decode_latencies(body: &bytes::Bytes, now: u64, l: &mut Latencies) -> (u64, u64) {
     let mut rest = body.clone();
     let (mut n, mut bytes) = (0, 0);
     while !rest.is_empty() {
         let Ok((rec, len)) = rocktor_storage::record::decode(&rest) else {
             break;
         };
-        let sent_us = if rec.body.len() >= 16 && &rec.body[..8] == MARK {
-            u64::from_be_bytes(rec.body[8..16].try_into().unwrap_or([0; 8]))
+        let b = &rec.body;
+        let word = |at: usize| {
+            b.get(at..at + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)
+        };
+        let sent_us = if b.len() >= 16 && (&b[..8] == MARK || &b[..8] == SCHED_MARK) {
+            word(8)
         } else {
             rec.born_timestamp.max(0) as u64 * 1000
         };
-        let _ = h.record(now.saturating_sub(sent_us).max(1));
+        if b.len() >= 24 && &b[..8] == SCHED_MARK {
+            let due_us = word(16).saturating_mul(1000);
+            if now < due_us {
+                l.early += 1;
+            } else {
+                let _ = l.late.record((now - due_us).max(1));
+            }
+        }
+        let _ = l.e2e.record(now.saturating_sub(sent_us).max(1));
         n += 1;
         bytes += rec.body.len() as u64;
         rest = rest.slice(len..);
@@ -410,7 +550,11 @@ fn decode_latencies(body: &bytes::Bytes, now: u64, h: &mut Histogram<u64>) -> (u
 
 async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<Duration, String> {
     let started = Instant::now();
-    let hard_deadline = started + Duration::from_secs(args.duration + 30);
+    let scheduled_for = match args.kind {
+        Kind::Scheduled => (args.delay_min_ms + args.delay_spread_ms) / 1000,
+        _ => 0,
+    };
+    let hard_deadline = started + Duration::from_secs(args.duration + scheduled_for + 30);
     let mut tasks = Vec::new();
     for (_, addr) in &route.brokers {
         let (client, _) = RemotingClient::connect(*addr)
@@ -429,13 +573,17 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
                         .unwrap_or(0),
                     Err(_) => 0,
                 };
-                let mut local = hist();
+                let mut local = Latencies {
+                    e2e: hist(),
+                    late: hist(),
+                    early: 0,
+                };
+                let idle_limit = Duration::from_secs(args.consume_idle_secs);
                 let mut idle_since: Option<Instant> = None;
                 loop {
                     let producing = shared.producing.load(Ordering::Acquire);
                     if Instant::now() > hard_deadline
-                        || (!producing
-                            && idle_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
+                        || (!producing && idle_since.is_some_and(|t| t.elapsed() > idle_limit))
                     {
                         break;
                     }
@@ -475,8 +623,12 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
                     }
                 }
                 if let Ok(mut h) = shared.e2e_lat.lock() {
-                    let _ = h.add(&local);
+                    let _ = h.add(&local.e2e);
                 }
+                if let Ok(mut h) = shared.lateness.lock() {
+                    let _ = h.add(&local.late);
+                }
+                shared.early.fetch_add(local.early, Ordering::Relaxed);
             }));
         }
     }
@@ -529,6 +681,8 @@ async fn run(args: Args) -> Result<Value, String> {
         totals: Totals::default(),
         send_lat: Mutex::new(hist()),
         e2e_lat: Mutex::new(hist()),
+        lateness: Mutex::new(hist()),
+        early: AtomicU64::new(0),
         producing: AtomicBool::new(args.mode != Mode::Consume),
         last_receive: Mutex::new(None),
     });
@@ -579,6 +733,24 @@ async fn run(args: Args) -> Result<Value, String> {
         print_line("consume", n, bytes, d.as_secs_f64(), &lat);
         out["consume"] = json!({"messages": n, "seconds": d.as_secs_f64(), "msgs_per_sec": n as f64 / d.as_secs_f64(),
                                 "mib_per_sec": bytes as f64 / d.as_secs_f64() / 1048576.0, "end_to_end_latency": lat});
+        if args.kind == Kind::Scheduled {
+            let guard = shared
+                .lateness
+                .lock()
+                .map_err(|_| "lateness histogram poisoned".to_string())?;
+            let late = percentiles(&guard);
+            drop(guard);
+            let early = shared.early.load(Ordering::Relaxed);
+            println!(
+                "lateness after the due time, ms: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (early: {early})",
+                late["p50_ms"].as_f64().unwrap_or(0.0),
+                late["p99_ms"].as_f64().unwrap_or(0.0),
+                late["p999_ms"].as_f64().unwrap_or(0.0),
+                late["max_ms"].as_f64().unwrap_or(0.0),
+            );
+            out["consume"]["lateness"] = late;
+            out["consume"]["early"] = json!(early);
+        }
     }
     Ok(out)
 }

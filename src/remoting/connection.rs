@@ -434,17 +434,25 @@ pub async fn serve_connection(
                             IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
                             actix::spawn(async move {
                                 let permit = permits;
+                                // A oneway request is the client's last word on something (an
+                                // END_TRANSACTION sent just before it disconnects): it is done
+                                // whatever happens to the connection.
+                                let oneway = cmd.is_oneway();
                                 // A connection closed meanwhile gets no more work done for it.
-                                if c.out.is_closed() {
+                                if c.out.is_closed() && !oneway {
                                     IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
                                     return;
                                 }
                                 // A connection that closes cancels what is still waiting for it
                                 // (a parked pull, a read); work already handed to an actor
                                 // finishes there.
-                                let reply = tokio::select! {
-                                    r = dispatch(&b, &c, role, cmd) => r,
-                                    _ = closed(c.out.closing.subscribe()) => None,
+                                let reply = if oneway {
+                                    dispatch(&b, &c, role, cmd).await
+                                } else {
+                                    tokio::select! {
+                                        r = dispatch(&b, &c, role, cmd) => r,
+                                        _ = closed(c.out.closing.subscribe()) => None,
+                                    }
                                 };
                                 if let Some(resp) = reply {
                                     c.answer(&resp).await;

@@ -22,6 +22,7 @@ pub fn code_of(e: &BrokerError) -> i32 {
         BrokerError::NotFound(_) => rc::QUERY_NOT_FOUND,
         BrokerError::NotSupported(_) | BrokerError::TransactionMismatch(_) => rc::SYSTEM_ERROR,
         BrokerError::MessageTypeMismatch(_) => rc::MESSAGE_ILLEGAL,
+        BrokerError::IllegalOperation(_) => rc::ILLEGAL_OPERATION,
     }
 }
 

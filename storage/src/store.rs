@@ -422,6 +422,17 @@ impl Store {
     /// Timer entries due at or before `now_ms`, from `floor_ms` on, oldest first, with their
     /// records. Starting at the floor skips the tombstones of entries already delivered.
     pub fn due_timers(&self, floor_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<DueTimer>> {
+        Ok(self.due_timers_and_next(floor_ms, now_ms, limit)?.0)
+    }
+
+    /// `due_timers`, and the due time of the first entry after them (None: no later entry),
+    /// so the scheduler knows when to look again.
+    pub fn due_timers_and_next(
+        &self,
+        floor_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<DueTimer>, Option<i64>)> {
         let timer = self.handle(cf::TIMER)?;
         let start = keys::timer_key(floor_ms, 0);
         let mut out = Vec::new();
@@ -434,7 +445,7 @@ impl Store {
                 continue;
             };
             if due_ms > now_ms || out.len() >= limit {
-                break;
+                return Ok((out, Some(due_ms)));
             }
             let Some((queue_id, topic)) = keys::parse_timer_value(&v) else {
                 tracing::warn!(seq, "dropping malformed timer entry");
@@ -448,7 +459,49 @@ impl Store {
                 record: self.read_record(seq)?,
             });
         }
-        Ok(out)
+        Ok((out, None))
+    }
+
+    /// The first of at most `limit` timer entries due exactly at `due_ms` whose destination
+    /// topic and record `matches`; records are read one at a time, so a crowded millisecond
+    /// costs reads, not memory.
+    pub fn find_timer_at(
+        &self,
+        due_ms: i64,
+        limit: usize,
+        mut matches: impl FnMut(&str, &Bytes) -> bool,
+    ) -> Result<Option<DueTimer>> {
+        let timer = self.handle(cf::TIMER)?;
+        let start = keys::timer_key(due_ms, 0);
+        for item in self
+            .db
+            .iterator_cf(timer, IteratorMode::From(&start, Direction::Forward))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            let Some((at, seq)) = keys::parse_timer_key(&k) else {
+                continue;
+            };
+            if at != due_ms {
+                break;
+            }
+            let Some((queue_id, topic)) = keys::parse_timer_value(&v) else {
+                continue;
+            };
+            let Some(record) = self.read_record(seq)? else {
+                continue;
+            };
+            if matches(&topic, &record) {
+                return Ok(Some(DueTimer {
+                    key: k.to_vec(),
+                    due_ms: at,
+                    topic,
+                    queue_id,
+                    record: Some(record),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Every half message's state (the `txn` family), by sequence. Recovery of the

@@ -48,6 +48,11 @@ async fn queue_locks_contend_expire_and_free_on_disconnect() {
     let b = BrokerProc::start_with("async", &[("ROCKTOR_ORDERLY_LOCK_EXPIRY_MS", "2000")], None);
     let c1 = connect(b.broker).await;
     let c2 = connect(b.broker).await;
+    create_topic(&c1, "LockT", 4).await;
+    let mut beyond = request(41, &[]);
+    beyond.body = lock_body("LockG", "client-1", &[4]).into();
+    let r = c1.request(beyond, TIMEOUT).await.unwrap();
+    assert_eq!(r.code, 29, "a queue the topic lacks cannot be locked");
     assert_eq!(lock(&c1, "client-1", &[0, 1]).await, [0, 1]);
     assert_eq!(lock(&c2, "client-2", &[1, 2]).await, [2], "queue 1 is held");
     unlock(&c2, "client-2", &[0]).await;

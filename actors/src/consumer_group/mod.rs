@@ -436,13 +436,9 @@ impl Handler<ConnectionClosed> for ConsumerGroup {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
-        let mut released = self.locks.release_connection(msg.connection_id);
-        for (id, m) in &self.members {
-            if m.channel.connection_id() == msg.connection_id {
-                released += self.locks.release_client(id);
-            }
-        }
-        if released > 0 {
+        // Only the locks taken over this connection: a client that reconnected and renewed
+        // its lease over a new one keeps it.
+        if self.locks.release_connection(msg.connection_id) > 0 {
             self.locks_changed();
         }
         let before = self.members.len();

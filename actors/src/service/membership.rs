@@ -116,6 +116,18 @@ impl BrokerContext {
                 "a lock request needs the client id".into(),
             ));
         }
+        // Only queues that exist can be locked: a client cannot grow the lock table with
+        // made-up names.
+        for (topic, queue_id) in &queues {
+            let known = self
+                .topic(topic)
+                .is_some_and(|t| *queue_id < t.config.queue_count());
+            if !known {
+                return Err(BrokerError::InvalidParameter(format!(
+                    "cannot lock queue {queue_id} of topic {topic}: no such queue"
+                )));
+            }
+        }
         let g = self.ensure_group(group).await?;
         Ok(g.addr
             .send(crate::consumer_group::LockQueues {

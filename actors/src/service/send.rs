@@ -172,6 +172,11 @@ impl BrokerContext {
             properties::get(&p.properties, PROP_CANCEL_SCHEDULED_MSG).map(str::to_string)
         });
         if let Some(target) = cancel {
+            if req.batch || uniq_keys.len() != 1 {
+                return Err(BrokerError::MessageIllegal(format!(
+                    "a {PROP_CANCEL_SCHEDULED_MSG} message cannot be part of a batch"
+                )));
+            }
             // The cancel message itself is never stored: it names the scheduled message by id
             // and by due time; past that time there is nothing left to cancel.
             let seq = match due {
@@ -253,18 +258,25 @@ impl BrokerContext {
     /// RECALL_MESSAGE / gRPC RecallMessage: cancels the scheduled message a recall handle
     /// names; answers its message id. A handle of another topic or broker is refused.
     pub async fn recall(&self, topic: &str, handle: &str) -> BrokerResult<String> {
-        let (handle_topic, broker, due_ms, id) = scheduler::parse_recall_handle(handle)?;
-        if handle_topic != topic || broker != self.settings.broker_name {
-            return Err(BrokerError::InvalidParameter(
-                "the recall handle belongs to another topic or broker".into(),
-            ));
-        }
         if self.topic(topic).is_none() {
             return Err(BrokerError::TopicNotExist(topic.to_string()));
         }
-        if due_ms <= crate::now_ms() {
-            return Err(BrokerError::IllegalDeliveryTime(
-                "the message is already delivered; it can no longer be recalled".into(),
+        let (handle_topic, broker, due_ms, id) = scheduler::parse_recall_handle(handle)?;
+        if handle_topic != topic {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, topic not match".into(),
+            ));
+        }
+        if broker != self.settings.broker_name {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, broker name not match".into(),
+            ));
+        }
+        let ahead = due_ms.saturating_sub(crate::now_ms());
+        if ahead <= 0 || ahead > self.settings.max_delay_ms {
+            return Err(BrokerError::IllegalOperation(
+                "recall failed, timestamp invalid (the message is delivered or the time is out of range)"
+                    .into(),
             ));
         }
         self.cancel_scheduled(topic, &id, due_ms).await?;

@@ -54,3 +54,150 @@ impl BrokerContext {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_channel::TransactionCheck;
+    use crate::txn::{TxnSettings, CHECK_MAX_TOPIC};
+
+    struct FakeProducer {
+        checks: Mutex<Vec<TransactionCheck>>,
+    }
+
+    impl ClientChannel for FakeProducer {
+        fn connection_id(&self) -> u64 {
+            7
+        }
+        fn remote_addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 5000))
+        }
+        fn notify_consumer_ids_changed(&self, _: &str) {}
+        fn reset_offsets(&self, _: &str, _: &str, _: &str, _: i64, _: &[(u32, i64)]) {}
+        fn check_transaction_state(&self, check: &TransactionCheck, _: Bytes) {
+            if let Ok(mut c) = self.checks.lock() {
+                c.push(check.clone());
+            }
+        }
+        fn consumer_running_info(
+            &self,
+            _: &str,
+            _: &str,
+            _: bool,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>
+        {
+            Box::pin(async { Err("not a real client".to_string()) })
+        }
+    }
+
+    fn half(body: &'static [u8]) -> SendRequest {
+        SendRequest {
+            producer_group: "PG".into(),
+            topic: "T".into(),
+            default_topic: None,
+            default_topic_queues: 1,
+            queue_id: 0,
+            messages: vec![IncomingMessage {
+                body: Bytes::from_static(body),
+                flag: 0,
+                properties: "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PG\u{2}".into(),
+                sys_flag: 0,
+                born_timestamp: 1,
+                born_host: SocketAddr::from(([127, 0, 0, 1], 1)),
+                reconsume_times: 0,
+            }],
+            max_reconsume_times: None,
+            batch: false,
+            connection_id: Some(7),
+        }
+    }
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..100 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what} never happened");
+    }
+
+    /// Commit, a wrong group, a repeated outcome, rollback, then checks up to the maximum and
+    /// the move to TRANS_CHECK_MAX_TIME_TOPIC.
+    #[actix::test]
+    async fn outcomes_checks_and_the_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
+        let settings = BrokerSettings {
+            txn: TxnSettings {
+                timeout_ms: 0,
+                check_interval_ms: 0,
+                max_checks: 2,
+                max_pending: 10,
+            },
+            ..Default::default()
+        };
+        let b = BrokerContext::start(settings, store).await.unwrap();
+        let spec = TopicSpec {
+            name: "T".into(),
+            read_queues: 1,
+            write_queues: 1,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        };
+        b.create_topic(spec, "").await.unwrap();
+        let stats = b.queue_stats("T", 0).unwrap();
+        let seq = b.send(half(b"a")).await.unwrap().seqs[0];
+        assert_eq!(stats.max(), 0, "a half message is invisible");
+        let wrong = b.end_transaction("PG_other", seq, seq, Some(true)).await;
+        assert!(matches!(wrong, Err(BrokerError::TransactionMismatch(_))));
+        let wrong = b.end_transaction("PG", seq + 1, seq, Some(true)).await;
+        assert!(matches!(wrong, Err(BrokerError::TransactionMismatch(_))));
+        b.end_transaction("PG", seq, seq, None).await.unwrap();
+        assert_eq!(stats.max(), 0, "UNKNOWN changes nothing");
+        b.end_transaction("PG", seq, seq, Some(true)).await.unwrap();
+        assert_eq!(stats.max(), 1);
+        b.end_transaction("PG", seq, seq, Some(false))
+            .await
+            .unwrap();
+        b.end_transaction("PG", seq, seq, Some(true)).await.unwrap();
+        assert_eq!(stats.max(), 1, "a second outcome is ignored");
+        let seq = b.send(half(b"b")).await.unwrap().seqs[0];
+        b.end_transaction("PG", seq, seq, Some(false))
+            .await
+            .unwrap();
+        assert_eq!(stats.max(), 1, "rolled back");
+        // No outcome: checked with a live producer of the group, then moved aside.
+        let producer = Arc::new(FakeProducer {
+            checks: Mutex::new(Vec::new()),
+        });
+        b.heartbeat(HeartbeatRequest {
+            client_id: "p1".into(),
+            language: "JAVA".into(),
+            version: 0,
+            producer_groups: vec!["PG".into()],
+            consumers: Vec::new(),
+            channel: producer.clone(),
+        })
+        .await
+        .unwrap();
+        let seq = b.send(half(b"c")).await.unwrap().seqs[0];
+        let moved = || {
+            b.queue_stats(CHECK_MAX_TOPIC, 0)
+                .map(|s| s.max() == 1)
+                .unwrap_or(false)
+        };
+        eventually("the move past the maximum", moved).await;
+        let checks = producer.checks.lock().unwrap().clone();
+        assert_eq!(checks.len(), 2, "checked exactly the maximum: {checks:?}");
+        assert!(checks
+            .iter()
+            .all(|c| c.commit_log_offset == seq && c.topic == "T"));
+        assert_eq!(stats.max(), 1, "never visible in its topic");
+        let pending = b.txn.send(crate::txn::PendingCount).await.unwrap();
+        assert_eq!(pending, 0);
+        b.shutdown().await;
+    }
+}

@@ -167,11 +167,11 @@ pub async fn lock(
         .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
         .map(|(t, _, q)| (t, q))
         .collect();
-    // A closed connection must reach the group, to free its locks at once.
-    conn.joined_group(&lb.group);
     let granted = b
         .lock_queues(&lb.group, &lb.client_id, conn.id, queues)
         .await?;
+    // A closed connection must reach the group, to free its locks at once.
+    conn.joined_group(&lb.group);
     ok_json(req, &body::lock_response(ours, &granted))
 }
 
@@ -179,7 +179,13 @@ pub async fn lock(
 pub async fn unlock(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let lb = body::parse_lock_body(&req.body, rocktor_actors::service::MAX_LOCK_QUEUES)
         .map_err(HandlerError::BadBody)?;
-    let queues = lb.queues.into_iter().map(|(t, _, q)| (t, q)).collect();
+    let ours = &b.settings.broker_name;
+    let queues = lb
+        .queues
+        .into_iter()
+        .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
+        .map(|(t, _, q)| (t, q))
+        .collect();
     b.unlock_queues(&lb.group, &lb.client_id, queues).await?;
     ok(req)
 }
