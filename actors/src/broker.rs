@@ -18,7 +18,7 @@
 
 use crate::consumer_group::{ConsumerGroup, GroupView, SetConfig};
 use crate::error::BrokerError;
-use crate::model::{GroupConfig, TopicConfig};
+use crate::model::{GroupConfig, TopicConfig, PERM_READ, PERM_WRITE};
 use crate::routes::{RegisterBroker, RemoveTopicRoute, Routes, TopicRoute, UpsertTopicRoute};
 use crate::topic_queue::{QueueLimits, QueueStats, StopQueue, TopicQueue};
 use actix::prelude::*;
@@ -328,6 +328,21 @@ pub struct TopicSpec {
     pub topic_sys_flag: i32,
     pub order: bool,
     pub attributes: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    /// A readable, writable topic of one queue (dead-letter and system topics).
+    pub fn single_queue(name: impl Into<String>) -> Self {
+        TopicSpec {
+            name: name.into(),
+            read_queues: 1,
+            write_queues: 1,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        }
+    }
 }
 
 /// Creates a topic or updates its queue counts and permissions.

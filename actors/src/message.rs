@@ -79,6 +79,46 @@ fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
     (due > now_ms).then_some(due)
 }
 
+/// The property that makes a message a FIFO one (the 5.x message group).
+pub const PROP_SHARDING_KEY: &str = "__SHARDINGKEY";
+
+/// A message's type for the topic-type rule (`model::check_message_type`), as Apache's proxy
+/// tells it: a half message is TRANSACTION, one with a delivery time DELAY, one with a message
+/// group FIFO, anything else NORMAL.
+pub fn message_type(props: &str, sys_flag: i32) -> crate::model::TopicMessageType {
+    use crate::model::TopicMessageType as T;
+    if crate::model::is_half_message(sys_flag, props) {
+        return T::Transaction;
+    }
+    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver, group] = properties::lookup(
+        props,
+        [
+            PROP_DELAY,
+            PROP_TIMER_DELIVER_MS,
+            PROP_TIMER_DELAY_SEC,
+            PROP_TIMER_DELAY_MS,
+            PROP_START_DELIVER_TIME,
+            PROP_SHARDING_KEY,
+        ],
+    );
+    let level = delay
+        .and_then(|d| d.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    if level > 0
+        || deliver_ms
+            .or(delay_sec)
+            .or(delay_ms)
+            .or(start_deliver)
+            .is_some()
+    {
+        T::Delay
+    } else if group.is_some_and(|g| !g.is_empty()) {
+        T::Fifo
+    } else {
+        T::Normal
+    }
+}
+
 /// Properties a delayed message loses when it is delivered (Apache removes them too).
 pub const DELAY_PROPERTIES: [&str; 4] = [
     PROP_DELAY,
@@ -290,6 +330,18 @@ mod tests {
             born_host: "127.0.0.1:1".parse().unwrap(),
             reconsume_times: 0,
         }
+    }
+
+    #[test]
+    fn message_types() {
+        use crate::model::TopicMessageType as T;
+        assert_eq!(message_type("", 0), T::Normal);
+        assert_eq!(message_type("TRAN_MSG\u{1}true\u{2}", 0), T::Transaction);
+        assert_eq!(message_type("", 0x4), T::Transaction);
+        assert_eq!(message_type("DELAY\u{1}3\u{2}", 0), T::Delay);
+        assert_eq!(message_type("DELAY\u{1}0\u{2}", 0), T::Normal);
+        assert_eq!(message_type("__STARTDELIVERTIME\u{1}1\u{2}", 0), T::Delay);
+        assert_eq!(message_type("__SHARDINGKEY\u{1}g\u{2}", 0), T::Fifo);
     }
 
     #[test]

@@ -19,7 +19,6 @@ use crate::broker::{BrokerActor, CreateTopic, Registry, TopicSpec};
 use crate::client_channel::TransactionCheck;
 use crate::error::BrokerError;
 use crate::message::{encode_record, from_record, PreparedMessage, MAX_PROPERTIES};
-use crate::model::{PERM_READ, PERM_WRITE};
 use crate::producers::{FindProducer, Producers};
 use crate::reply::Reply;
 use crate::scheduler::Clock;
@@ -29,7 +28,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use rocktor_storage::{cf, keys, properties, record, AppendBatch, AppendRecord, Store, Writer};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -656,15 +655,7 @@ async fn check_max_queue(
         None => {
             broker
                 .send(CreateTopic {
-                    spec: TopicSpec {
-                        name: CHECK_MAX_TOPIC.into(),
-                        read_queues: 1,
-                        write_queues: 1,
-                        perm: PERM_READ | PERM_WRITE,
-                        topic_sys_flag: 0,
-                        order: false,
-                        attributes: BTreeMap::new(),
-                    },
+                    spec: TopicSpec::single_queue(CHECK_MAX_TOPIC),
                     only_if_absent: true,
                 })
                 .await??

@@ -266,15 +266,6 @@ impl BrokerContext {
         if let Some(t) = self.topic(&name) {
             return Ok(t);
         }
-        self.auto_create(TopicSpec {
-            name,
-            read_queues: 1,
-            write_queues: 1,
-            perm: PERM_READ | PERM_WRITE,
-            topic_sys_flag: 0,
-            order: false,
-            attributes: BTreeMap::new(),
-        })
-        .await
+        self.auto_create(TopicSpec::single_queue(name)).await
     }
 }

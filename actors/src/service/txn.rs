@@ -138,16 +138,9 @@ mod tests {
             ..Default::default()
         };
         let b = BrokerContext::start(settings, store).await.unwrap();
-        let spec = TopicSpec {
-            name: "T".into(),
-            read_queues: 1,
-            write_queues: 1,
-            perm: PERM_READ | PERM_WRITE,
-            topic_sys_flag: 0,
-            order: false,
-            attributes: BTreeMap::new(),
-        };
-        b.create_topic(spec, "").await.unwrap();
+        b.create_topic(TopicSpec::single_queue("T"), "")
+            .await
+            .unwrap();
         let stats = b.queue_stats("T", 0).unwrap();
         let seq = b.send(half(b"a")).await.unwrap().seqs[0];
         assert_eq!(stats.max(), 0, "a half message is invisible");
