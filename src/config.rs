@@ -75,6 +75,8 @@ pub struct Config {
     /// An orderly consumer's queue lock expires this long (ms) after its last renewal
     /// (clients renew every 20 s).
     pub orderly_lock_expiry_ms: u64,
+    /// Messages a query by key or unique key answers at most (the newest), as the consoles.
+    pub max_query_messages: usize,
     /// SQL92 filters on message properties. On by default (Apache's default is off).
     pub enable_property_filter: bool,
     /// Worker threads for connections and queues; 0 means one per core.
@@ -118,6 +120,7 @@ impl Default for Config {
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
             orderly_lock_expiry_ms: 60_000,
+            max_query_messages: 64,
             enable_property_filter: true,
             workers: 0,
             log: "info".into(),

@@ -126,6 +126,7 @@ impl Broker {
                 ..Default::default()
             },
             lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
+            max_query_messages: config.max_query_messages,
         };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,

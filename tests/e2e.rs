@@ -5,6 +5,7 @@
 mod cancel;
 mod hardening;
 mod orderly;
+mod query;
 mod support;
 mod transactions;
 

@@ -61,6 +61,8 @@ pub struct BrokerSettings {
     pub txn: crate::txn::TxnSettings,
     /// How long an orderly queue lock lives without renewal.
     pub lock_expiry: std::time::Duration,
+    /// Messages one query by key answers at most (the newest).
+    pub max_query_messages: usize,
 }
 
 impl Default for BrokerSettings {
@@ -85,6 +87,7 @@ impl Default for BrokerSettings {
             max_dlq_resend: 1000,
             txn: Default::default(),
             lock_expiry: crate::consumer_group::LOCK_EXPIRY,
+            max_query_messages: 64,
         }
     }
 }

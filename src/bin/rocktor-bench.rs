@@ -32,6 +32,9 @@ enum Mode {
     Produce,
     Consume,
     Both,
+    /// QUERY_MESSAGE by key (keys `k0`..`k{N-1}` of `--message-keys N`) for `--duration`,
+    /// one query at a time per `--producers` connection.
+    Query,
 }
 
 /// What the producers send.
@@ -102,6 +105,9 @@ struct Args {
     delay_spread_ms: u64,
     #[arg(long, default_value_t = 0)]
     delay_min_ms: u64,
+    /// Give message i the key `k{i % N}` (KEYS), for `--mode query` later.
+    #[arg(long)]
+    message_keys: Option<u64>,
     /// Consumers stop after this long without a message once the producers are done.
     #[arg(long, default_value_t = 2)]
     consume_idle_secs: u64,
@@ -224,6 +230,9 @@ fn encode_send(out: &mut Vec<u8>, args: &Args, queue_id: u32, opaque: i32, seq: 
         Kind::Scheduled => {
             let _ = write!(out, "__STARTDELIVERTIME\\u0001{due_ms}\\u0002");
         }
+    }
+    if let Some(n) = args.message_keys {
+        let _ = write!(out, "KEYS\\u0001k{}\\u0002", seq % n.max(1));
     }
     let _ = write!(
         out,
@@ -667,6 +676,60 @@ fn print_line(label: &str, n: u64, bytes: u64, secs: f64, lat: &Value) {
     );
 }
 
+/// `--mode query`: QUERY_MESSAGE latency by key, from `--producers` connections at once.
+async fn query(args: Arc<Args>, route: Route) -> Result<Value, String> {
+    let keys = args
+        .message_keys
+        .ok_or("--mode query needs --message-keys N (the keys the messages were sent with)")?
+        .max(1);
+    let (_, addr) = route.brokers.first().cloned().ok_or("no broker")?;
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..args.producers.max(1) {
+        let args = args.clone();
+        tasks.push(tokio::spawn(async move {
+            let (client, _) = RemotingClient::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut h, mut found, mut x) = (hist(), 0u64, 0x9E37_79B9_7F4A_7C15u64 ^ p as u64);
+            while Instant::now() < deadline {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let ext = [
+                    ("topic", args.topic.clone()),
+                    ("key", format!("k{}", x % keys)),
+                    ("maxNum", "64".to_string()),
+                    ("beginTimestamp", "0".to_string()),
+                    ("endTimestamp", i64::MAX.to_string()),
+                ];
+                let at = Instant::now();
+                let r = client
+                    .request(request(12, &ext), TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = h.record(at.elapsed().as_micros().max(1) as u64);
+                if r.code == 0 {
+                    found += 1;
+                }
+            }
+            Ok::<_, String>((h, found))
+        }));
+    }
+    let (mut all, mut found) = (hist(), 0);
+    for t in tasks {
+        let (h, f) = t.await.map_err(|e| e.to_string())??;
+        let _ = all.add(&h);
+        found += f;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let lat = percentiles(&all);
+    print_line("query", all.len(), 0, secs, &lat);
+    println!("queries that found messages: {found} of {}", all.len());
+    Ok(json!({"query": {"queries": all.len(), "found": found, "seconds": secs, "latency": lat}}))
+}
+
 async fn run(args: Args) -> Result<Value, String> {
     let args = Arc::new(args);
     let (ns, _) = RemotingClient::connect(args.namesrv)
@@ -677,6 +740,9 @@ async fn run(args: Args) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let route = route(&ns, &args.topic).await?;
+    if args.mode == Mode::Query {
+        return query(args, route).await;
+    }
     let shared = Arc::new(Shared {
         totals: Totals::default(),
         send_lat: Mutex::new(hist()),

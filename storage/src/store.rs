@@ -384,6 +384,32 @@ impl Store {
         Ok(self.db.get_cf(log, keys::log_key(seq))?.map(Bytes::from))
     }
 
+    /// The newest (highest) sequences under an `index` prefix (`keys::index_prefix`), at most
+    /// `limit`, newest first. The index is hashed: callers check the records' keys.
+    pub fn index_newest(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>> {
+        let index = self.handle(cf::INDEX)?;
+        let mut upper = prefix.to_vec();
+        upper.extend_from_slice(&[0xFF; 8]);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(index, IteratorMode::From(&upper, Direction::Reverse))
+        {
+            let (k, _) = item?;
+            if out.len() >= limit || !k.starts_with(prefix) {
+                break;
+            }
+            if let Some(seq) = k
+                .get(prefix.len()..)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_be_bytes)
+            {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
     /// RocketMQ's `getOffsetInQueueByTime`: binary search over store times, which grow with the
     /// offset. `upper` = last offset stored at or before `ts`; otherwise the first at or after.
     pub fn search_offset_by_time(

@@ -4,6 +4,7 @@ mod admin;
 mod consumer;
 mod namesrv;
 mod pull;
+mod query;
 mod send;
 mod transaction;
 
@@ -70,6 +71,8 @@ async fn broker_codes(
             send::send(b, conn, req).await
         }
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, conn, req).await,
+        rq::QUERY_MESSAGE => query::query(b, req).await,
+        rq::VIEW_MESSAGE_BY_ID => query::view(b, req).await,
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,
         rq::END_TRANSACTION => transaction::end_transaction(b, req).await,
         rq::RECALL_MESSAGE => transaction::recall(b, req).await,

@@ -10,6 +10,7 @@
 //!           An orderly push consumer (LOCK_BATCH_MQ); records when it starts and ends each
 //!           message, so the test can tell whether two clients ever held one queue at once.
 //!   produce --namesrv A --topic T --count N --keys K [--prefix P] [--props "k=v;k2=v2"]
+//!           [--msg-keys "k1 k2"]
 //!           Orderly sends: message i of key i % K goes to queue (i % K) % queues.
 
 use rocketmq_client_rust::{
@@ -240,6 +241,9 @@ async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
         let mut b = Message::builder()
             .topic(topic.as_str())
             .body_slice(body.as_bytes());
+        if let Some(keys) = a.0.get("msg-keys") {
+            b = b.keys(keys.split(' ').map(str::to_string).collect());
+        }
         for kv in
             a.0.get("props")
                 .map(String::as_str)
