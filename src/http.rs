@@ -27,7 +27,77 @@ pub fn configure(
             .route(
                 "/api/groups/{group}/dlq/resend",
                 web::post().to(resend_dead_letters),
+            )
+            .route(
+                "/api/topics/{topic}/messages/{msg_id}/delivery",
+                web::get().to(delivery_status),
+            )
+            .route(
+                "/api/topics/{topic}/messages",
+                web::get().to(messages_by_time),
             );
+    }
+}
+
+#[derive(Deserialize)]
+struct TimeQuery {
+    begin: Option<i64>,
+    end: Option<i64>,
+    max: Option<usize>,
+}
+
+/// GET /api/topics/{topic}/messages?begin=MS&end=MS&max=N — messages stored in that time range,
+/// oldest first.
+async fn messages_by_time(
+    b: web::Data<BrokerContext>,
+    topic: web::Path<String>,
+    q: web::Query<TimeQuery>,
+) -> HttpResponse {
+    let (begin, end) = (q.begin.unwrap_or(0), q.end.unwrap_or(i64::MAX));
+    match b
+        .query_by_time(&topic, begin, end, q.max.unwrap_or(32))
+        .await
+    {
+        Ok(found) => {
+            let items: Vec<_> = found
+                .iter()
+                .filter_map(|bytes| rocktor_storage::record::decode(bytes).ok())
+                .map(|(r, _)| {
+                    json!({
+                        "msgId": properties::get(&r.properties, "UNIQ_KEY"),
+                        "offsetMsgId": offset_msg_id(r.store_host, r.physical_offset.max(0) as u64),
+                        "queueId": r.queue_id,
+                        "queueOffset": r.queue_offset,
+                        "tags": properties::get(&r.properties, "TAGS"),
+                        "keys": properties::get(&r.properties, "KEYS"),
+                        "storeTimestamp": r.store_timestamp,
+                        "bornTimestamp": r.born_timestamp,
+                        "bodySize": r.body.len(),
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({"topic": topic.as_str(), "messages": items}))
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// GET /api/topics/{topic}/messages/{msg_id}/delivery — where the message (by its UNIQ_KEY)
+/// stands for each consumer group of the topic.
+async fn delivery_status(
+    b: web::Data<BrokerContext>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (topic, msg_id) = path.into_inner();
+    match b.delivery_status(&topic, &msg_id).await {
+        Ok(groups) => {
+            let groups: Vec<_> = groups
+                .iter()
+                .map(|g| json!({"group": g.group, "status": g.status.as_str()}))
+                .collect();
+            HttpResponse::Ok().json(json!({"topic": topic, "msgId": msg_id, "groups": groups}))
+        }
+        Err(e) => error_response(&e),
     }
 }
 

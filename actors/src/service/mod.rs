@@ -50,7 +50,7 @@ pub use membership::MAX_LOCK_QUEUES;
 pub use offsets::ResetTarget;
 use pull::FilterCache;
 pub use pull::{PullRequest, MAX_PULL_BYTES, OVER_CAP_HOLD};
-pub use query::MessageQuery;
+pub use query::{DeliveryStatus, GroupDelivery, MessageQuery};
 use recovery::recover;
 pub use retry::SendBackRequest;
 pub use send::{SendRequest, SendResult, PROP_CANCEL_SCHEDULED_MSG};

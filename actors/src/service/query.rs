@@ -54,6 +54,56 @@ impl BrokerContext {
         Ok(found)
     }
 
+    /// The first messages of `topic` stored in `[begin_ms, end_ms]`, oldest first, at most `max`
+    /// (itself at most `max_query_messages`): each queue is searched by store time (its
+    /// consume queue is in store-time order), then read from there.
+    pub async fn query_by_time(
+        &self,
+        topic: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    ) -> BrokerResult<Vec<Bytes>> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let max = max.clamp(1, self.settings.max_query_messages.max(1));
+        let mut found: Vec<(i64, u64, Bytes)> = Vec::new();
+        for (queue_id, stats) in t.stats.iter().enumerate() {
+            let queue_id = queue_id as u32;
+            let from = self.search_offset(topic, queue_id, begin_ms, false).await?;
+            // Never scan past the range: the last offset stored at or before its end.
+            let last = self.search_offset(topic, queue_id, end_ms, true).await?;
+            let upto = stats.max().min(last.saturating_add(1));
+            if from >= upto {
+                continue;
+            }
+            let read = rocktor_storage::QueueRead {
+                topic_id: t.config.id,
+                queue_id,
+                from,
+                upto,
+                max_count: max,
+                max_bytes: MAX_PULL_BYTES,
+            };
+            let store = self.store.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                store.read_queue(&read, &|cq| {
+                    cq.store_time >= begin_ms && cq.store_time <= end_ms
+                })
+            })
+            .await
+            .map_err(|e| BrokerError::Storage(format!("query task failed: {e}")))??;
+            found.extend(
+                out.entries
+                    .into_iter()
+                    .map(|e| (e.cq.store_time, e.cq.seq, e.record)),
+            );
+        }
+        found.sort_by_key(|(at, seq, _)| (*at, *seq));
+        Ok(found.into_iter().take(max).map(|(_, _, r)| r).collect())
+    }
+
     /// VIEW_MESSAGE_BY_ID: the stored record at a commit-log offset (the offset msgId's).
     pub async fn view_message(&self, seq: u64) -> BrokerResult<Bytes> {
         let store = self.store.clone();
@@ -86,5 +136,154 @@ mod tests {
         assert!(has_key(p, "ABC", true));
         assert!(!has_key(p, "ABC", false));
         assert!(!has_key(p, "order-1", true));
+    }
+}
+
+/// Where a message stands for one consumer group, as the consoles show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// The group's committed offset is past the message (after retries, if any).
+    Consumed,
+    /// Online, subscribed, not consumed yet.
+    NotConsumed,
+    /// The group's subscription (tag or SQL92) does not take it.
+    FilteredOut,
+    /// Given back and waiting in `%RETRY%<group>`.
+    InRetry,
+    /// Past the group's retries: in `%DLQ%<group>`.
+    InDlq,
+    /// Not consumed, and no client of the group is online.
+    ConsumerOffline,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Consumed => "CONSUMED",
+            DeliveryStatus::NotConsumed => "NOT_CONSUMED",
+            DeliveryStatus::FilteredOut => "FILTERED_OUT",
+            DeliveryStatus::InRetry => "IN_RETRY",
+            DeliveryStatus::InDlq => "IN_DLQ",
+            DeliveryStatus::ConsumerOffline => "CONSUMER_OFFLINE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDelivery {
+    pub group: String,
+    pub status: DeliveryStatus,
+}
+
+impl BrokerContext {
+    /// The delivery status of the message with UNIQ_KEY `msg_id` in `topic`, for every group
+    /// that subscribes to the topic or has committed offsets of it.
+    pub async fn delivery_status(
+        &self,
+        topic: &str,
+        msg_id: &str,
+    ) -> BrokerResult<Vec<GroupDelivery>> {
+        let found = self.find_unique(topic, msg_id).await?;
+        let Some(bytes) = found else {
+            return Err(BrokerError::NotFound(format!(
+                "no message {msg_id} in topic {topic}"
+            )));
+        };
+        let (rec, _) = rocktor_storage::record::decode(&bytes)
+            .map_err(|e| BrokerError::Storage(format!("stored record: {}", e.0)))?;
+        let (queue_id, offset) = (rec.queue_id.max(0) as u32, rec.queue_offset.max(0));
+        let tag_hash = properties::get(&rec.properties, crate::message::PROP_TAGS)
+            .map(|t| model::java_hash(t) as i64)
+            .unwrap_or(0);
+        let groups: Vec<Arc<GroupHandle>> = self.registry.load().groups.values().cloned().collect();
+        let mut out = Vec::new();
+        for g in groups {
+            let view = g.view.load_full();
+            let subscription = view.subscriptions.get(topic).cloned();
+            let committed = g
+                .addr
+                .send(GetOffsets {
+                    topic: Some(topic.to_string()),
+                })
+                .timeout(MAILBOX_WAIT)
+                .await?;
+            let group_offset = committed
+                .iter()
+                .find(|(_, q, _)| *q == queue_id)
+                .map(|(_, _, o)| *o);
+            if subscription.is_none() && committed.is_empty() {
+                continue; // not a consumer of this topic
+            }
+            let name = g.config.name.clone();
+            let status = if self
+                .find_unique(&model::dlq_topic(&name), msg_id)
+                .await?
+                .is_some()
+            {
+                DeliveryStatus::InDlq
+            } else if self
+                .find_unique(&model::retry_topic(&name), msg_id)
+                .await?
+                .is_some()
+                && !self.retry_consumed(&g, msg_id).await?
+            {
+                DeliveryStatus::InRetry
+            } else if group_offset.is_some_and(|o| o > offset) {
+                DeliveryStatus::Consumed
+            } else if let Some(s) = &subscription {
+                match &s.filter {
+                    Ok(f) if !f.accepts_tag_hash(tag_hash) || !f.accepts_record(&bytes) => {
+                        DeliveryStatus::FilteredOut
+                    }
+                    _ => DeliveryStatus::NotConsumed,
+                }
+            } else {
+                DeliveryStatus::ConsumerOffline
+            };
+            out.push(GroupDelivery {
+                group: name,
+                status,
+            });
+        }
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(out)
+    }
+
+    /// The newest record of a topic with this UNIQ_KEY; None for a topic that does not exist.
+    async fn find_unique(&self, topic: &str, msg_id: &str) -> BrokerResult<Option<Bytes>> {
+        if self.topic(topic).is_none() {
+            return Ok(None);
+        }
+        let found = self
+            .query_messages(MessageQuery {
+                topic: topic.to_string(),
+                key: msg_id.to_string(),
+                unique: true,
+                begin_ms: 0,
+                end_ms: i64::MAX,
+                max: 1,
+            })
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Whether the group consumed the newest retry of a message (its retry-topic offset is
+    /// past it).
+    async fn retry_consumed(&self, g: &GroupHandle, msg_id: &str) -> BrokerResult<bool> {
+        let retry = model::retry_topic(&g.config.name);
+        let Some(bytes) = self.find_unique(&retry, msg_id).await? else {
+            return Ok(false);
+        };
+        let Ok((rec, _)) = rocktor_storage::record::decode(&bytes) else {
+            return Ok(false);
+        };
+        let committed = g
+            .addr
+            .send(GetOffsets { topic: Some(retry) })
+            .timeout(MAILBOX_WAIT)
+            .await?;
+        Ok(committed
+            .iter()
+            .any(|(_, q, o)| *q as i32 == rec.queue_id && *o > rec.queue_offset))
     }
 }
