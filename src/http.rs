@@ -39,11 +39,39 @@ pub fn configure(
     }
 }
 
+/// `?begin=MS&end=MS&max=N` (the dead-letter list spells them `from` and `to`).
 #[derive(Deserialize)]
-struct TimeQuery {
+struct TimeRange {
+    #[serde(alias = "from")]
     begin: Option<i64>,
+    #[serde(alias = "to")]
     end: Option<i64>,
     max: Option<usize>,
+}
+
+/// A stored message as the admin API shows it; `full` adds body and properties.
+fn message_json(r: &rocktor_storage::record::Record, seq: u64, full: bool) -> serde_json::Value {
+    let mut v = json!({
+        "msgId": properties::get(&r.properties, "UNIQ_KEY"),
+        "offsetMsgId": offset_msg_id(r.store_host, seq),
+        "queueId": r.queue_id,
+        "queueOffset": r.queue_offset,
+        "tags": properties::get(&r.properties, "TAGS"),
+        "keys": properties::get(&r.properties, "KEYS"),
+        "storeTimestamp": r.store_timestamp,
+        "bornTimestamp": r.born_timestamp,
+        "reconsumeTimes": r.reconsume_times,
+        "bodySize": r.body.len(),
+    });
+    if full {
+        let props: serde_json::Map<String, serde_json::Value> = properties::parse(&r.properties)
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        v["body"] = json!(String::from_utf8_lossy(&r.body));
+        v["properties"] = json!(props);
+    }
+    v
 }
 
 /// GET /api/topics/{topic}/messages?begin=MS&end=MS&max=N — messages stored in that time range,
@@ -51,7 +79,7 @@ struct TimeQuery {
 async fn messages_by_time(
     b: web::Data<BrokerContext>,
     topic: web::Path<String>,
-    q: web::Query<TimeQuery>,
+    q: web::Query<TimeRange>,
 ) -> HttpResponse {
     let (begin, end) = (q.begin.unwrap_or(0), q.end.unwrap_or(i64::MAX));
     match b
@@ -62,19 +90,7 @@ async fn messages_by_time(
             let items: Vec<_> = found
                 .iter()
                 .filter_map(|bytes| rocktor_storage::record::decode(bytes).ok())
-                .map(|(r, _)| {
-                    json!({
-                        "msgId": properties::get(&r.properties, "UNIQ_KEY"),
-                        "offsetMsgId": offset_msg_id(r.store_host, r.physical_offset.max(0) as u64),
-                        "queueId": r.queue_id,
-                        "queueOffset": r.queue_offset,
-                        "tags": properties::get(&r.properties, "TAGS"),
-                        "keys": properties::get(&r.properties, "KEYS"),
-                        "storeTimestamp": r.store_timestamp,
-                        "bornTimestamp": r.born_timestamp,
-                        "bodySize": r.body.len(),
-                    })
-                })
+                .map(|(r, _)| message_json(&r, r.physical_offset.max(0) as u64, false))
                 .collect();
             HttpResponse::Ok().json(json!({"topic": topic.as_str(), "messages": items}))
         }
@@ -143,46 +159,26 @@ fn error_response(e: &BrokerError) -> HttpResponse {
     }
 }
 
-#[derive(Deserialize)]
-struct DlqQuery {
-    from: Option<i64>,
-    to: Option<i64>,
-    max: Option<usize>,
-}
-
 /// GET /api/groups/{group}/dlq?from=MS&to=MS&max=N — dead letters stored in that time range.
 async fn list_dead_letters(
     b: web::Data<BrokerContext>,
     group: web::Path<String>,
-    q: web::Query<DlqQuery>,
+    q: web::Query<TimeRange>,
 ) -> HttpResponse {
-    let to = q.to.unwrap_or(i64::MAX);
+    let to = q.end.unwrap_or(i64::MAX);
     match b
-        .list_dead_letters(&group, q.from.unwrap_or(0), to, q.max.unwrap_or(100))
+        .list_dead_letters(&group, q.begin.unwrap_or(0), to, q.max.unwrap_or(100))
         .await
     {
         Ok(letters) => {
             let items: Vec<_> = letters
                 .iter()
                 .map(|d| {
-                    let r = &d.record;
-                    let props: serde_json::Map<String, serde_json::Value> =
-                        properties::parse(&r.properties)
-                            .into_iter()
-                            .map(|(k, v)| (k, json!(v)))
-                            .collect();
-                    json!({
-                        "queueOffset": d.queue_offset,
-                        "offsetMsgId": offset_msg_id(r.store_host, d.seq),
-                        "msgId": properties::get(&r.properties, "UNIQ_KEY"),
-                        "originTopic": properties::get(&r.properties, "DLQ_ORIGIN_TOPIC"),
-                        "storeTimestamp": r.store_timestamp,
-                        "bornTimestamp": r.born_timestamp,
-                        "reconsumeTimes": r.reconsume_times,
-                        "bodySize": r.body.len(),
-                        "body": String::from_utf8_lossy(&r.body),
-                        "properties": props,
-                    })
+                    let mut v = message_json(&d.record, d.seq, true);
+                    v["queueOffset"] = json!(d.queue_offset);
+                    v["originTopic"] =
+                        json!(properties::get(&d.record.properties, "DLQ_ORIGIN_TOPIC"));
+                    v
                 })
                 .collect();
             HttpResponse::Ok().json(json!({ "group": group.as_str(), "messages": items }))

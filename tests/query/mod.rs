@@ -304,4 +304,11 @@ async fn messages_by_store_time() {
     assert_eq!(list(format!("begin={middle}&max=2")), [101, 2]);
     let (code, _) = http(b.http, "GET", "/api/topics/NoSuchTopic/messages", None);
     assert_eq!(code, 404);
+    let (code, _) = http(
+        b.http,
+        "GET",
+        "/api/topics/TimeT/messages?begin=10&end=5",
+        None,
+    );
+    assert_eq!(code, 400, "a range that ends before it begins");
 }

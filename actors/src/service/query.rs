@@ -15,9 +15,12 @@ pub struct MessageQuery {
     pub max: usize,
 }
 
-/// Index entries read per wanted message: a hashed index may hold other keys' entries, and
-/// the time range filters more.
+/// Index entries read per wanted message: a hashed index may hold other keys' entries.
 const OVERSCAN: usize = 4;
+/// Index entries one query reads at most when a time range narrows it.
+const RANGE_SCAN: usize = 4096;
+/// Bytes of records one query answers at most.
+const MAX_QUERY_BYTES: usize = 16 << 20;
 
 impl BrokerContext {
     /// The newest stored messages of `topic` under a key, at most `max` (itself at most the
@@ -29,11 +32,17 @@ impl BrokerContext {
         let max = q.max.clamp(1, self.settings.max_query_messages.max(1));
         let prefix = rocktor_storage::keys::index_prefix(topic.config.id, &q.key);
         let store = self.store.clone();
+        let ranged = q.begin_ms > 0 || q.end_ms < i64::MAX;
+        let scan = if ranged {
+            RANGE_SCAN
+        } else {
+            max.saturating_mul(OVERSCAN).saturating_add(16)
+        };
         let found = tokio::task::spawn_blocking(move || {
-            let seqs = store.index_newest(&prefix, max.saturating_mul(OVERSCAN) + 16)?;
-            let mut out = Vec::new();
+            let seqs = store.index_newest(&prefix, scan)?;
+            let (mut out, mut bytes_out) = (Vec::new(), 0usize);
             for seq in seqs {
-                if out.len() >= max {
+                if out.len() >= max || bytes_out >= MAX_QUERY_BYTES {
                     break;
                 }
                 let Some(bytes) = store.read_record(seq)? else {
@@ -44,6 +53,7 @@ impl BrokerContext {
                 };
                 let in_range = rec.store_timestamp >= q.begin_ms && rec.store_timestamp <= q.end_ms;
                 if in_range && rec.topic == q.topic && has_key(&rec.properties, &q.key, q.unique) {
+                    bytes_out += bytes.len();
                     out.push(bytes);
                 }
             }
@@ -67,9 +77,19 @@ impl BrokerContext {
         let t = self
             .topic(topic)
             .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        if begin_ms > end_ms {
+            return Err(BrokerError::InvalidParameter(format!(
+                "the time range ends ({end_ms}) before it begins ({begin_ms})"
+            )));
+        }
         let max = max.clamp(1, self.settings.max_query_messages.max(1));
         let mut found: Vec<(i64, u64, Bytes)> = Vec::new();
+        // One byte budget for all queues; only the best `max` are kept between reads.
+        let mut budget = MAX_QUERY_BYTES;
         for (queue_id, stats) in t.stats.iter().enumerate() {
+            if budget == 0 {
+                break;
+            }
             let queue_id = queue_id as u32;
             let from = self.search_offset(topic, queue_id, begin_ms, false).await?;
             // Never scan past the range: the last offset stored at or before its end.
@@ -84,7 +104,7 @@ impl BrokerContext {
                 from,
                 upto,
                 max_count: max,
-                max_bytes: MAX_PULL_BYTES,
+                max_bytes: budget,
             };
             let store = self.store.clone();
             let out = tokio::task::spawn_blocking(move || {
@@ -99,6 +119,10 @@ impl BrokerContext {
                     .into_iter()
                     .map(|e| (e.cq.store_time, e.cq.seq, e.record)),
             );
+            found.sort_by_key(|(at, seq, _)| (*at, *seq));
+            found.truncate(max);
+            let held: usize = found.iter().map(|(_, _, r)| r.len()).sum();
+            budget = MAX_QUERY_BYTES.saturating_sub(held);
         }
         found.sort_by_key(|(at, seq, _)| (*at, *seq));
         Ok(found.into_iter().take(max).map(|(_, _, r)| r).collect())
@@ -175,6 +199,9 @@ pub struct GroupDelivery {
     pub status: DeliveryStatus,
 }
 
+/// Groups one delivery-status query looks at, at most.
+const MAX_STATUS_GROUPS: usize = 1024;
+
 impl BrokerContext {
     /// The delivery status of the message with UNIQ_KEY `msg_id` in `topic`, for every group
     /// that subscribes to the topic or has committed offsets of it.
@@ -195,7 +222,15 @@ impl BrokerContext {
         let tag_hash = properties::get(&rec.properties, crate::message::PROP_TAGS)
             .map(|t| model::java_hash(t) as i64)
             .unwrap_or(0);
-        let groups: Vec<Arc<GroupHandle>> = self.registry.load().groups.values().cloned().collect();
+        let groups: Vec<Arc<GroupHandle>> = self
+            .registry
+            .load()
+            .groups
+            .values()
+            .filter(|g| !model::is_retry_or_dlq(&g.config.name))
+            .take(MAX_STATUS_GROUPS)
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for g in groups {
             let view = g.view.load_full();
@@ -207,36 +242,39 @@ impl BrokerContext {
                 })
                 .timeout(MAILBOX_WAIT)
                 .await?;
+            if subscription.is_none() && committed.is_empty() {
+                continue; // not a consumer of this topic
+            }
             let group_offset = committed
                 .iter()
                 .find(|(_, q, _)| *q == queue_id)
                 .map(|(_, _, o)| *o);
-            if subscription.is_none() && committed.is_empty() {
-                continue; // not a consumer of this topic
-            }
+            // No member online: the view takes its model from the first member.
+            let online = view.message_model.is_some();
+            let filtered = subscription.as_ref().is_some_and(|s| match &s.filter {
+                Ok(f) => !f.accepts_tag_hash(tag_hash) || !f.accepts_record(&bytes),
+                Err(_) => false,
+            });
             let name = g.config.name.clone();
+            let retry = self.find_unique(&model::retry_topic(&name), msg_id).await?;
             let status = if self
                 .find_unique(&model::dlq_topic(&name), msg_id)
                 .await?
                 .is_some()
             {
                 DeliveryStatus::InDlq
-            } else if self
-                .find_unique(&model::retry_topic(&name), msg_id)
-                .await?
-                .is_some()
-                && !self.retry_consumed(&g, msg_id).await?
-            {
-                DeliveryStatus::InRetry
+            } else if let Some(r) = retry.filter(|_| !filtered) {
+                if self.retry_consumed(&g, &r).await? {
+                    DeliveryStatus::Consumed
+                } else {
+                    DeliveryStatus::InRetry
+                }
+            } else if filtered {
+                DeliveryStatus::FilteredOut
             } else if group_offset.is_some_and(|o| o > offset) {
                 DeliveryStatus::Consumed
-            } else if let Some(s) = &subscription {
-                match &s.filter {
-                    Ok(f) if !f.accepts_tag_hash(tag_hash) || !f.accepts_record(&bytes) => {
-                        DeliveryStatus::FilteredOut
-                    }
-                    _ => DeliveryStatus::NotConsumed,
-                }
+            } else if online && subscription.is_some() {
+                DeliveryStatus::NotConsumed
             } else {
                 DeliveryStatus::ConsumerOffline
             };
@@ -267,19 +305,16 @@ impl BrokerContext {
         Ok(found.into_iter().next())
     }
 
-    /// Whether the group consumed the newest retry of a message (its retry-topic offset is
-    /// past it).
-    async fn retry_consumed(&self, g: &GroupHandle, msg_id: &str) -> BrokerResult<bool> {
-        let retry = model::retry_topic(&g.config.name);
-        let Some(bytes) = self.find_unique(&retry, msg_id).await? else {
-            return Ok(false);
-        };
-        let Ok((rec, _)) = rocktor_storage::record::decode(&bytes) else {
+    /// Whether the group consumed a retry of a message (its retry-topic offset is past it).
+    async fn retry_consumed(&self, g: &GroupHandle, retry_record: &Bytes) -> BrokerResult<bool> {
+        let Ok((rec, _)) = rocktor_storage::record::decode(retry_record) else {
             return Ok(false);
         };
         let committed = g
             .addr
-            .send(GetOffsets { topic: Some(retry) })
+            .send(GetOffsets {
+                topic: Some(model::retry_topic(&g.config.name)),
+            })
             .timeout(MAILBOX_WAIT)
             .await?;
         Ok(committed

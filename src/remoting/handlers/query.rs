@@ -17,7 +17,11 @@ pub async fn query(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
         end_ms: e.opt_i64("endTimestamp")?.unwrap_or(i64::MAX),
         max: e.opt_i64("maxNum")?.unwrap_or(32).clamp(1, i32::MAX as i64) as usize,
     };
-    let found = b.query_messages(q).await?;
+    // Apache answers an unknown topic as "not found" too.
+    let found = match b.query_messages(q).await {
+        Err(BrokerError::TopicNotExist(_)) => Vec::new(),
+        r => r?,
+    };
     if found.is_empty() {
         return Ok(Some(
             RemotingCommand::response_to(req, rc::QUERY_NOT_FOUND)
