@@ -394,14 +394,7 @@ fn heartbeat(
     group: &str,
     topic: &str,
 ) -> rocktor::remoting::command::RemotingCommand {
-    let body = serde_json::json!({
-        "clientID": client_id,
-        "producerDataSet": [],
-        "consumerDataSet": [{"groupName": group, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
-            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "unitMode": false,
-            "subscriptionDataSet": [{"topic": topic, "subString": "*", "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG"}]}]
-    });
-    request(34, &[]).with_body(body.to_string().into_bytes())
+    subscribe_req(client_id, group, topic, "*")
 }
 
 #[actix_rt::test]

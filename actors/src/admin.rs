@@ -117,9 +117,7 @@ impl BrokerContext {
 
     /// Min, max and last store time of every queue of a topic.
     pub fn queue_offsets(&self, topic: &str) -> BrokerResult<Vec<QueueOffsets>> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         Ok(t.stats
             .iter()
             .enumerate()

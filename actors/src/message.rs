@@ -53,8 +53,10 @@ pub fn due_time(props: &str, now_ms: i64, max_delay_ms: i64) -> Result<Option<i6
     }
 }
 
-fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
-    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver] = properties::lookup(
+/// The delivery-time properties of a message, parsed (a value that is no number is absent):
+/// delay level, TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, __STARTDELIVERTIME.
+fn delivery_requests(props: &str) -> [Option<i64>; 5] {
+    properties::lookup(
         props,
         [
             PROP_DELAY,
@@ -64,7 +66,11 @@ fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
             PROP_START_DELIVER_TIME,
         ],
     )
-    .map(|v| v.and_then(|v| v.trim().parse::<i64>().ok()));
+    .map(|v| v.and_then(|v| v.trim().parse::<i64>().ok()))
+}
+
+fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
+    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver] = delivery_requests(props);
     let due = if let Some(level) = delay.filter(|l| *l > 0) {
         now_ms.saturating_add(delay_of_level(level.min(i32::MAX as i64) as i32))
     } else if let Some(at) = deliver_ms {
@@ -90,27 +96,14 @@ pub fn message_type(props: &str, sys_flag: i32) -> crate::model::TopicMessageTyp
     if crate::model::is_half_message(sys_flag, props) {
         return T::Transaction;
     }
-    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver, group] = properties::lookup(
-        props,
-        [
-            PROP_DELAY,
-            PROP_TIMER_DELIVER_MS,
-            PROP_TIMER_DELAY_SEC,
-            PROP_TIMER_DELAY_MS,
-            PROP_START_DELIVER_TIME,
-            PROP_SHARDING_KEY,
-        ],
-    );
-    let level = delay
-        .and_then(|d| d.trim().parse::<i64>().ok())
-        .unwrap_or(0);
-    if level > 0
-        || deliver_ms
-            .or(delay_sec)
-            .or(delay_ms)
-            .or(start_deliver)
-            .is_some()
-    {
+    let [delay, deliver_ms, delay_sec, delay_ms, start_deliver] = delivery_requests(props);
+    let asks_for_time = deliver_ms
+        .or(delay_sec)
+        .or(delay_ms)
+        .or(start_deliver)
+        .is_some();
+    let group = properties::get(props, PROP_SHARDING_KEY);
+    if delay.is_some_and(|level| level > 0) || asks_for_time {
         T::Delay
     } else if group.is_some_and(|g| !g.is_empty()) {
         T::Fifo

@@ -40,6 +40,21 @@ pub struct TopicConfig {
 }
 
 impl TopicConfig {
+    /// A readable, writable one-queue topic with id 1 (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str) -> Self {
+        TopicConfig {
+            name: name.into(),
+            id: 1,
+            read_queues: 1,
+            write_queues: 1,
+            perm: PERM_READ | PERM_WRITE,
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        }
+    }
+
     /// Queues to run: the larger of read and write, never above `MAX_QUEUES` (a config stored
     /// before that rule cannot make a restart start millions of actors).
     pub fn queue_count(&self) -> u32 {
@@ -363,20 +378,12 @@ mod tests {
     }
 
     fn topic(ty: Option<&str>) -> TopicConfig {
-        let mut attributes = BTreeMap::new();
-        if let Some(t) = ty {
-            attributes.insert(ATTR_MESSAGE_TYPE.to_string(), t.to_string());
+        let mut t = TopicConfig::for_test("T");
+        if let Some(ty) = ty {
+            t.attributes
+                .insert(ATTR_MESSAGE_TYPE.to_string(), ty.to_string());
         }
-        TopicConfig {
-            name: "T".into(),
-            id: 1,
-            read_queues: 1,
-            write_queues: 1,
-            perm: PERM_READ | PERM_WRITE,
-            topic_sys_flag: 0,
-            order: false,
-            attributes,
-        }
+        t
     }
 
     #[test]

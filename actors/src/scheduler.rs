@@ -112,7 +112,7 @@ impl Scheduler {
         self.next_due = i64::MAX;
         let (store, floor) = (self.store.clone(), self.floor_ms);
         let scan = async move {
-            tokio::task::spawn_blocking(move || store.due_timers_and_next(floor, now, ROUND))
+            tokio::task::spawn_blocking(move || store.due_timers(floor, now, ROUND))
                 .await
                 .map_err(|e| BrokerError::Storage(e.to_string()))?
                 .map_err(BrokerError::from)
@@ -273,10 +273,15 @@ impl Actor for Scheduler {
         ctx.set_mailbox_capacity(16384);
         ctx.run_interval(TICK, |act, ctx| act.start_round(ctx));
         ctx.run_interval(Duration::from_secs(10), |act, _| {
-            // RocksDB's estimate: exact counts would cost a scan of the timer family.
-            if let Ok(n) = act.store.estimate_keys(cf::TIMER) {
-                metrics::gauge!("rocktor_scheduled_pending").set(n as f64);
-            }
+            // RocksDB's estimate (an exact count would scan the timer family), read on the
+            // blocking pool like every RocksDB call.
+            let store = act.store.clone();
+            actix::spawn(async move {
+                let n = tokio::task::spawn_blocking(move || store.estimate_keys(cf::TIMER)).await;
+                if let Ok(Ok(n)) = n {
+                    metrics::gauge!("rocktor_scheduled_pending").set(n as f64);
+                }
+            });
         });
     }
 }
@@ -493,7 +498,7 @@ mod tests {
     use super::*;
     use crate::broker::TopicHandle;
     use crate::message::{prepare, IncomingMessage};
-    use crate::model::{TopicConfig, PERM_READ, PERM_WRITE};
+    use crate::model::TopicConfig;
     use crate::topic_queue::{QueueLimits, QueueStats, TopicQueue};
     use bytes::Bytes;
     use std::sync::atomic::{AtomicI64, Ordering};
@@ -549,16 +554,7 @@ mod tests {
         reg.topics.insert(
             "T".into(),
             Arc::new(TopicHandle {
-                config: TopicConfig {
-                    name: "T".into(),
-                    id: 1,
-                    read_queues: 1,
-                    write_queues: 1,
-                    perm: PERM_READ | PERM_WRITE,
-                    topic_sys_flag: 0,
-                    order: false,
-                    attributes: Default::default(),
-                },
+                config: TopicConfig::for_test("T"),
                 queues: vec![queue],
                 stats: vec![stats.clone()],
             }),

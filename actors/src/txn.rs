@@ -365,28 +365,45 @@ impl TxnChecker {
         } else {
             Box::pin(self.rollback(seq))
         };
-        let commit = msg.commit;
+        let done = if msg.commit {
+            "rocktor_transaction_committed_total"
+        } else {
+            "rocktor_transaction_rolled_back_total"
+        };
         ctx.spawn(fut.into_actor(self).map(move |r, act, _| {
-            match &r {
-                Ok(()) => {
-                    act.forget(seq);
-                    if commit {
-                        metrics::counter!("rocktor_transaction_committed_total").increment(1);
-                    } else {
-                        metrics::counter!("rocktor_transaction_rolled_back_total").increment(1);
-                    }
-                }
-                Err(BrokerError::NotFound(e)) => {
-                    tracing::error!(seq, error = %e, "a half message to commit is unreadable; dropping it");
-                    act.drop_unreadable(seq);
-                }
-                Err(e) => {
-                    tracing::warn!(seq, error = %e, "writing a transaction outcome failed; the half message stays pending");
-                    act.reopen(seq);
-                }
-            }
+            act.settle(seq, &r, "writing a transaction outcome", done, None);
             let _ = reply.send(r);
         }));
+    }
+
+    /// What writing an end (an outcome, or the move past the check maximum) came to: once
+    /// written the half message is forgotten; with its record unreadable it is dropped;
+    /// otherwise it is pending again (checked after `retry_after_ms` when given).
+    fn settle(
+        &mut self,
+        seq: u64,
+        r: &Result<(), BrokerError>,
+        what: &'static str,
+        done_counter: &'static str,
+        retry_after_ms: Option<i64>,
+    ) {
+        match r {
+            Ok(()) => {
+                self.forget(seq);
+                metrics::counter!(done_counter).increment(1);
+            }
+            Err(BrokerError::NotFound(e)) => {
+                tracing::error!(seq, error = %e, "{what}: the half message is unreadable; dropping it");
+                self.drop_unreadable(seq);
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "{what} failed; the half message stays pending");
+                if let (Some(after), Some(h)) = (retry_after_ms, self.pending.get_mut(&seq)) {
+                    h.stored.next_check_ms = (self.clock)().saturating_add(after);
+                }
+                self.reopen(seq);
+            }
+        }
     }
 
     /// Appends the committed form to the real queue, deleting the `txn` state in the same write.
@@ -482,41 +499,34 @@ impl TxnChecker {
             let asked = ask.await;
             (asked, moved.await)
         };
-        ctx.spawn(work.into_actor(self).map(move |((skipped, unreadable), moved), act, _| {
-            act.checking = false;
-            for seq in skipped {
-                // Over the tick's byte budget: not asked, so not counted; next tick.
-                if let Some(h) = act.pending.get_mut(&seq).filter(|h| !h.ending) {
-                    act.due.remove(&(h.stored.next_check_ms, seq));
-                    h.stored.checks = h.stored.checks.saturating_sub(1);
-                    h.stored.next_check_ms = now;
-                    act.due.insert((now, seq));
-                }
-            }
-            for seq in unreadable {
-                act.drop_unreadable(seq);
-            }
-            for (seq, r) in moved {
-                match r {
-                    Ok(()) => {
-                        act.forget(seq);
-                        metrics::counter!("rocktor_transaction_check_max_total").increment(1);
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |((skipped, unreadable), moved), act, _| {
+                    act.checking = false;
+                    for seq in skipped {
+                        // Over the tick's byte budget: not asked, so not counted; next tick.
+                        if let Some(h) = act.pending.get_mut(&seq).filter(|h| !h.ending) {
+                            act.due.remove(&(h.stored.next_check_ms, seq));
+                            h.stored.checks = h.stored.checks.saturating_sub(1);
+                            h.stored.next_check_ms = now;
+                            act.due.insert((now, seq));
+                        }
                     }
-                    Err(BrokerError::NotFound(e)) => {
-                        tracing::error!(seq, error = %e, "a half message past its check maximum is unreadable; dropping it");
+                    for seq in unreadable {
                         act.drop_unreadable(seq);
                     }
-                    Err(e) => {
-                        tracing::warn!(seq, error = %e, "moving a half message past its check maximum failed; trying again later");
-                        if let Some(h) = act.pending.get_mut(&seq) {
-                            h.stored.next_check_ms =
-                                (act.clock)().saturating_add(act.settings.check_interval_ms);
-                        }
-                        act.reopen(seq);
+                    let interval = act.settings.check_interval_ms;
+                    for (seq, r) in moved {
+                        act.settle(
+                            seq,
+                            &r,
+                            "moving a half message past its check maximum",
+                            "rocktor_transaction_check_max_total",
+                            Some(interval),
+                        );
                     }
-                }
-            }
-        }));
+                }),
+        );
     }
 
     /// Sends CHECK_TRANSACTION_STATE for each half message to one live producer of its group.
@@ -844,13 +854,16 @@ impl Handler<EndReply> for TxnChecker {
     }
 }
 
-/// How many half messages are pending (tests, admin).
+/// How many half messages are pending (tests).
+#[cfg(test)]
 pub struct PendingCount;
 
+#[cfg(test)]
 impl Message for PendingCount {
     type Result = usize;
 }
 
+#[cfg(test)]
 impl Handler<PendingCount> for TxnChecker {
     type Result = usize;
 

@@ -446,14 +446,10 @@ impl Store {
     }
 
     /// Timer entries due at or before `now_ms`, from `floor_ms` on, oldest first, with their
-    /// records. Starting at the floor skips the tombstones of entries already delivered.
-    pub fn due_timers(&self, floor_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<DueTimer>> {
-        Ok(self.due_timers_and_next(floor_ms, now_ms, limit)?.0)
-    }
-
-    /// `due_timers`, and the due time of the first entry after them (None: no later entry),
-    /// so the scheduler knows when to look again.
-    pub fn due_timers_and_next(
+    /// records, and the due time of the first entry after them (None: no later entry), so the
+    /// scheduler knows when to look again. Starting at the floor skips the tombstones of
+    /// entries already delivered.
+    pub fn due_timers(
         &self,
         floor_ms: i64,
         now_ms: i64,

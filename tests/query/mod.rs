@@ -133,17 +133,6 @@ async fn query_by_key_unique_key_and_offset() {
     assert_eq!(r.code, 22);
 }
 
-fn subscribe(client_id: &str, group: &str, topic: &str, expr: &str) -> RemotingCommand {
-    let body = serde_json::json!({
-        "clientID": client_id,
-        "producerDataSet": [],
-        "consumerDataSet": [{"groupName": group, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
-            "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
-            "subscriptionDataSet": [{"topic": topic, "subString": expr, "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG"}]}]
-    });
-    request(34, &[]).with_body(body.to_string().into_bytes())
-}
-
 /// Delivery status per group (`GET /api/topics/{topic}/messages/{id}/delivery`): consumed, not
 /// yet consumed, filtered out by tag, dead-lettered, and a group with no client online.
 #[actix_rt::test]
@@ -177,7 +166,7 @@ async fn delivery_status_per_group() {
         ("c-dlq", "G_dlq", "*"),
     ] {
         let r = c
-            .request(subscribe(client, group, "DelT", expr), TIMEOUT)
+            .request(subscribe_req(client, group, "DelT", expr), TIMEOUT)
             .await
             .unwrap();
         assert_eq!(r.code, 0);

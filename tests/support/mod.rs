@@ -282,6 +282,18 @@ pub async fn pull_all(
     }
 }
 
+/// A HEART_BEAT (34) of one clustering consumer subscribing to `topic` with a tag expression.
+pub fn subscribe_req(client_id: &str, group: &str, topic: &str, expr: &str) -> RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": client_id,
+        "producerDataSet": [],
+        "consumerDataSet": [{"groupName": group, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": topic, "subString": expr, "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG"}]}]
+    });
+    request(34, &[]).with_body(body.to_string().into_bytes())
+}
+
 /// UPDATE_CONSUMER_OFFSET (15).
 pub fn commit_offset_req(group: &str, topic: &str, queue_id: u32, offset: u64) -> RemotingCommand {
     request(

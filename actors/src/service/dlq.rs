@@ -65,9 +65,7 @@ impl BrokerContext {
             )));
         }
         let name = model::dlq_topic(group);
-        let t = self
-            .topic(&name)
-            .ok_or_else(|| BrokerError::TopicNotExist(name.clone()))?;
+        let t = self.existing_topic(&name)?;
         let g = self
             .group(group)
             .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;

@@ -95,7 +95,20 @@ impl BrokerContext {
 /// The most queues one lock or unlock request may name (a client names its own assignment).
 pub const MAX_LOCK_QUEUES: usize = 8192;
 
+/// A queue as clients name it: (topic, broker name, queue id).
+pub type BrokerQueue = (String, String, u32);
+
 impl BrokerContext {
+    /// The queues of this broker among `queues` (an empty broker name counts as ours).
+    fn our_queues(&self, queues: Vec<BrokerQueue>) -> Vec<crate::consumer_group::QueueKey> {
+        let ours = &self.settings.broker_name;
+        queues
+            .into_iter()
+            .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
+            .map(|(topic, _, queue_id)| (topic, queue_id))
+            .collect()
+    }
+
     /// LOCK_BATCH_MQ: the queues granted to `client_id` (digest §4.8). A lock request creates
     /// the group as a heartbeat would.
     pub async fn lock_queues(
@@ -103,7 +116,7 @@ impl BrokerContext {
         group: &str,
         client_id: &str,
         connection_id: u64,
-        queues: Vec<crate::consumer_group::QueueKey>,
+        queues: Vec<BrokerQueue>,
     ) -> BrokerResult<Vec<crate::consumer_group::QueueKey>> {
         if queues.len() > MAX_LOCK_QUEUES {
             return Err(BrokerError::LimitExceeded(format!(
@@ -111,6 +124,7 @@ impl BrokerContext {
                 queues.len()
             )));
         }
+        let queues = self.our_queues(queues);
         if client_id.is_empty() {
             return Err(BrokerError::InvalidParameter(
                 "a lock request needs the client id".into(),
@@ -144,7 +158,7 @@ impl BrokerContext {
         &self,
         group: &str,
         client_id: &str,
-        queues: Vec<crate::consumer_group::QueueKey>,
+        queues: Vec<BrokerQueue>,
     ) -> BrokerResult<()> {
         if queues.len() > MAX_LOCK_QUEUES {
             return Err(BrokerError::LimitExceeded(format!(
@@ -152,6 +166,7 @@ impl BrokerContext {
                 queues.len()
             )));
         }
+        let queues = self.our_queues(queues);
         let Some(g) = self.group(group) else {
             return Ok(());
         };

@@ -204,14 +204,18 @@ impl BrokerContext {
         self.registry.load().topics.get(name).cloned()
     }
 
+    /// The topic, or TOPIC_NOT_EXIST.
+    pub fn existing_topic(&self, name: &str) -> BrokerResult<Arc<TopicHandle>> {
+        self.topic(name)
+            .ok_or_else(|| BrokerError::TopicNotExist(name.to_string()))
+    }
+
     pub fn group(&self, name: &str) -> Option<Arc<GroupHandle>> {
         self.registry.load().groups.get(name).cloned()
     }
 
     pub fn queue_stats(&self, topic: &str, queue_id: u32) -> BrokerResult<Arc<QueueStats>> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         t.stats.get(queue_id as usize).cloned().ok_or_else(|| {
             BrokerError::InvalidParameter(format!("queueId[{queue_id}] is illegal, topic: {topic}"))
         })

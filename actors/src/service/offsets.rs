@@ -85,9 +85,7 @@ impl BrokerContext {
         target: ResetTarget,
         force: bool,
     ) -> BrokerResult<Vec<(u32, i64)>> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         let g = self
             .group(group)
             .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;
@@ -140,9 +138,7 @@ impl BrokerContext {
         ts: i64,
         upper: bool,
     ) -> BrokerResult<u64> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         let stats = self.queue_stats(topic, queue_id)?;
         let bounds = rocktor_storage::QueueBounds {
             min: stats.min(),
@@ -165,9 +161,7 @@ impl BrokerContext {
         queue_id: u32,
         offset: u64,
     ) -> BrokerResult<Option<i64>> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         let (store, id) = (self.store.clone(), t.config.id);
         let cq = tokio::task::spawn_blocking(move || store.cq_entry(id, queue_id, offset))
             .await
@@ -177,9 +171,7 @@ impl BrokerContext {
 
     /// Store time of the oldest message of a queue, or 0 when it is empty.
     pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> BrokerResult<i64> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         let stats = self.queue_stats(topic, queue_id)?;
         if stats.max() <= stats.min() {
             return Ok(0);

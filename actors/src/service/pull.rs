@@ -131,9 +131,7 @@ impl BrokerContext {
     }
 
     pub async fn pull(&self, req: PullRequest) -> BrokerResult<PullOutcome> {
-        let topic = self
-            .topic(&req.topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(req.topic.clone()))?;
+        let topic = self.existing_topic(&req.topic)?;
         if !topic.config.readable() {
             return Err(BrokerError::NoPermission(format!(
                 "the topic[{}] pulling message is forbidden",

@@ -26,9 +26,7 @@ impl BrokerContext {
     /// The newest stored messages of `topic` under a key, at most `max` (itself at most the
     /// broker's `max_query_messages`), within the store-time range.
     pub async fn query_messages(&self, q: MessageQuery) -> BrokerResult<Vec<Bytes>> {
-        let topic = self
-            .topic(&q.topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(q.topic.clone()))?;
+        let topic = self.existing_topic(&q.topic)?;
         let max = q.max.clamp(1, self.settings.max_query_messages.max(1));
         let prefix = rocktor_storage::keys::index_prefix(topic.config.id, &q.key);
         let store = self.store.clone();
@@ -74,9 +72,7 @@ impl BrokerContext {
         end_ms: i64,
         max: usize,
     ) -> BrokerResult<Vec<Bytes>> {
-        let t = self
-            .topic(topic)
-            .ok_or_else(|| BrokerError::TopicNotExist(topic.to_string()))?;
+        let t = self.existing_topic(topic)?;
         if begin_ms > end_ms {
             return Err(BrokerError::InvalidParameter(format!(
                 "the time range ends ({end_ms}) before it begins ({begin_ms})"

@@ -22,14 +22,13 @@ impl BrokerContext {
         if group.config.retry_queue_nums == 0 {
             return Ok(()); // Apache's rule: no retry queues means the message is dropped.
         }
-        let store = self.store.clone();
         let seq = req.offset;
-        let bytes = tokio::task::spawn_blocking(move || store.read_record(seq))
-            .await
-            .map_err(|e| BrokerError::Storage(e.to_string()))??
-            .ok_or_else(|| {
+        let bytes = self.view_message(seq).await.map_err(|e| match e {
+            BrokerError::NotFound(_) => {
                 BrokerError::NotFound(format!("look message by offset failed, {seq}"))
-            })?;
+            }
+            e => e,
+        })?;
         let (rec, _) = rocktor_storage::record::decode(&bytes)
             .map_err(|e| BrokerError::Storage(format!("stored record {seq}: {e}")))?;
         let mut props = rec.properties.clone();

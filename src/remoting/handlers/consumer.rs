@@ -160,32 +160,18 @@ pub async fn lock(
 ) -> HandlerResult {
     let lb = body::parse_lock_body(&req.body, rocktor_actors::service::MAX_LOCK_QUEUES)
         .map_err(HandlerError::BadBody)?;
-    let ours = &b.settings.broker_name;
-    let queues: Vec<(String, u32)> = lb
-        .queues
-        .into_iter()
-        .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
-        .map(|(t, _, q)| (t, q))
-        .collect();
     let granted = b
-        .lock_queues(&lb.group, &lb.client_id, conn.id, queues)
+        .lock_queues(&lb.group, &lb.client_id, conn.id, lb.queues)
         .await?;
     // A closed connection must reach the group, to free its locks at once.
     conn.joined_group(&lb.group);
-    ok_json(req, &body::lock_response(ours, &granted))
+    ok_json(req, &body::lock_response(&b.settings.broker_name, &granted))
 }
 
 /// UNLOCK_BATCH_MQ (42): releases the client's locks among the named queues.
 pub async fn unlock(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let lb = body::parse_lock_body(&req.body, rocktor_actors::service::MAX_LOCK_QUEUES)
         .map_err(HandlerError::BadBody)?;
-    let ours = &b.settings.broker_name;
-    let queues = lb
-        .queues
-        .into_iter()
-        .filter(|(_, broker, _)| broker.is_empty() || broker == ours)
-        .map(|(t, _, q)| (t, q))
-        .collect();
-    b.unlock_queues(&lb.group, &lb.client_id, queues).await?;
+    b.unlock_queues(&lb.group, &lb.client_id, lb.queues).await?;
     ok(req)
 }
