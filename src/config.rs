@@ -77,6 +77,21 @@ pub struct Config {
     pub orderly_lock_expiry_ms: u64,
     /// Messages a query by key or unique key answers at most (the newest), as the consoles.
     pub max_query_messages: usize,
+    /// Messages older than this (seconds) are deleted: Apache's fileReservedTime (72 h).
+    pub retention_secs: u64,
+    /// How often retention runs (ms): expiry, the disk watermarks, the trace of time.
+    pub retention_check_interval_ms: u64,
+    /// Disk use (% of the data directory's file system) above which the oldest messages are
+    /// deleted before their time, a tenth of the log per pass.
+    pub disk_clean_percent: u8,
+    /// Disk use above which new messages are refused (SERVICE_NOT_AVAILABLE)...
+    pub disk_refuse_percent: u8,
+    /// ...until it falls below this.
+    pub disk_resume_percent: u8,
+    /// The region sends answer with (MSG_REGION); trace clients tag their records with it.
+    pub region_id: String,
+    /// Tells clients whether to send message traces (TRACE_ON), as Apache's traceOn.
+    pub trace_on: bool,
     /// SQL92 filters on message properties. On by default (Apache's default is off).
     pub enable_property_filter: bool,
     /// Worker threads for connections and queues; 0 means one per core.
@@ -121,6 +136,13 @@ impl Default for Config {
             transaction_check_max: 15,
             orderly_lock_expiry_ms: 60_000,
             max_query_messages: 64,
+            retention_secs: 72 * 3600,
+            retention_check_interval_ms: 10_000,
+            disk_clean_percent: 85,
+            disk_refuse_percent: 90,
+            disk_resume_percent: 85,
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
             enable_property_filter: true,
             workers: 0,
             log: "info".into(),
@@ -219,7 +241,28 @@ impl Config {
                 "connection_write_timeout_secs must be at least 1".into(),
             ));
         }
+        let (clean, refuse, resume) = (
+            self.disk_clean_percent,
+            self.disk_refuse_percent,
+            self.disk_resume_percent,
+        );
+        if !(1..=100).contains(&clean)
+            || !(1..=100).contains(&refuse)
+            || resume == 0
+            || resume > refuse
+        {
+            return Err(ConfigError::Invalid(
+                "disk_clean_percent and disk_refuse_percent must be 1..=100, and \
+                 disk_resume_percent 1..=disk_refuse_percent"
+                    .into(),
+            ));
+        }
         for (key, value) in [
+            ("retention_secs", self.retention_secs as usize),
+            (
+                "retention_check_interval_ms",
+                self.retention_check_interval_ms as usize,
+            ),
             (
                 "max_requests_per_connection",
                 self.max_requests_per_connection,

@@ -35,7 +35,9 @@ pub fn configure(
             .route(
                 "/api/topics/{topic}/messages",
                 web::get().to(messages_by_time),
-            );
+            )
+            .route("/api/messages/{msg_id}/trace", web::get().to(message_trace))
+            .route("/api/retention", web::get().to(retention_status));
     }
 }
 
@@ -114,6 +116,50 @@ async fn delivery_status(
             HttpResponse::Ok().json(json!({"topic": topic, "msgId": msg_id, "groups": groups}))
         }
         Err(e) => error_response(&e),
+    }
+}
+
+/// `?topic=T&traceTopic=RMQ_SYS_TRACE_TOPIC`, both optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceQuery {
+    topic: Option<String>,
+    trace_topic: Option<String>,
+}
+
+/// GET /api/messages/{msg_id}/trace — the trace of a message by its id (UNIQ_KEY): what its
+/// clients traced, joined with what the broker knows (stored, held, each group, retries, DLQ).
+async fn message_trace(
+    b: web::Data<BrokerContext>,
+    msg_id: web::Path<String>,
+    q: web::Query<TraceQuery>,
+) -> HttpResponse {
+    match b
+        .message_trace(&msg_id, q.topic.as_deref(), q.trace_topic.as_deref())
+        .await
+    {
+        Ok(t) => HttpResponse::Ok().json(t),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// GET /api/retention — what the last retention pass did, and the disk state.
+async fn retention_status(b: web::Data<BrokerContext>) -> HttpResponse {
+    match b
+        .retention
+        .send(rocktor_actors::retention::RetentionStatus)
+        .await
+    {
+        Ok(r) => HttpResponse::Ok().json(json!({
+            "floor": r.floor,
+            "diskUsedRatio": r.disk_used,
+            "forcedClean": r.forced,
+            "writesRefused": r.writes_refused,
+            "queuesMoved": r.queues_moved,
+            "heldBy": r.held_by,
+            "retentionSecs": b.settings.retention.retention_ms / 1000,
+        })),
+        Err(e) => error_response(&BrokerError::from(e)),
     }
 }
 

@@ -127,6 +127,19 @@ impl Broker {
             },
             lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
             max_query_messages: config.max_query_messages,
+            retention: rocktor_actors::retention::RetentionSettings {
+                retention_ms: config
+                    .retention_secs
+                    .saturating_mul(1000)
+                    .min(i64::MAX as u64) as i64,
+                interval: Duration::from_millis(config.retention_check_interval_ms),
+                clean_ratio: f64::from(config.disk_clean_percent) / 100.0,
+                refuse_ratio: f64::from(config.disk_refuse_percent) / 100.0,
+                resume_ratio: f64::from(config.disk_resume_percent) / 100.0,
+                probe: Default::default(),
+            },
+            region_id: config.region_id.clone(),
+            trace_on: config.trace_on,
         };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,

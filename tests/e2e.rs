@@ -6,7 +6,9 @@ mod cancel;
 mod hardening;
 mod orderly;
 mod query;
+mod retention;
 mod support;
+mod trace;
 mod transactions;
 
 use rocktor::client::request;

@@ -63,6 +63,12 @@ pub struct BrokerSettings {
     pub lock_expiry: std::time::Duration,
     /// Messages one query by key answers at most (the newest).
     pub max_query_messages: usize,
+    /// How long messages are kept, and the disk watermarks.
+    pub retention: crate::retention::RetentionSettings,
+    /// The region sends answer with and store (MSG_REGION), and whether clients should trace
+    /// (TRACE_ON): Apache's regionId and traceOn.
+    pub region_id: String,
+    pub trace_on: bool,
 }
 
 impl Default for BrokerSettings {
@@ -88,6 +94,9 @@ impl Default for BrokerSettings {
             txn: Default::default(),
             lock_expiry: crate::consumer_group::LOCK_EXPIRY,
             max_query_messages: 64,
+            retention: Default::default(),
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `routes` — the name server's tables.
 //! - `scheduler` — delayed delivery and its cancel; `producers` — the producer registry.
 //! - `txn` — the TxnChecker: half messages, their outcomes and check-backs.
+//! - `retention` — expiry of old messages and the disk watermarks.
 //! - `client_channel` — the domain's way back to a connected client.
 //! - `service` — the flows front ends call (`BrokerContext`), one file per flow.
 //!
@@ -21,11 +22,13 @@ pub mod message;
 pub mod model;
 pub mod producers;
 pub mod reply;
+pub mod retention;
 pub mod routes;
 pub mod scheduler;
 pub mod service;
 pub mod sql;
 pub mod topic_queue;
+pub mod trace_data;
 pub mod txn;
 
 pub use broker::{BrokerSettings, Registry, TopicSpec};

@@ -212,7 +212,7 @@ pub fn check_message_type(
 }
 
 /// Topic attribute keys an admin may set, with their allowed values (None: any value).
-const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 3] = [
+const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 4] = [
     (
         ATTR_MESSAGE_TYPE,
         Some(&[
@@ -226,6 +226,8 @@ const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 3] = [
     ),
     ("queue.type", Some(&["BatchCQ", "SimpleCQ"])),
     ("cleanup.policy", Some(&["DELETE", "COMPACTION"])),
+    // A topic's own, shorter retention in ms (a positive whole number; see `retention`).
+    (crate::retention::ATTR_RETENTION_MS, None),
 ];
 
 /// Applies Apache's attribute changes (`+key=value` sets, `-key` removes, comma-separated) to
@@ -264,6 +266,14 @@ pub fn apply_topic_attributes(
                     return Err(format!(
                         "the topic attribute {key} takes one of {}, not {value}",
                         values.join(", ")
+                    ))
+                }
+            },
+            None if key == crate::retention::ATTR_RETENTION_MS => match value.parse::<u64>() {
+                Ok(ms) if ms > 0 => ms.to_string(),
+                _ => {
+                    return Err(format!(
+                        "the topic attribute {key} takes a positive number of milliseconds, not {value}"
                     ))
                 }
             },

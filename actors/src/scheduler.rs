@@ -9,7 +9,8 @@
 //!
 //! Messages: `Schedule` (store records now, deliver them later), `Cancel` (Huawei DMS's
 //! cancel message and Apache 5.5's recall: forget a scheduled message before its due time),
-//! and its own 100 ms tick.
+//! `Rehome` (retention: re-append records that are still waiting ahead of the expiry horizon,
+//! as Apache's timer store rolls long delays), and its own 10 ms tick.
 //!
 //! Durability: a scheduled record and its timer entry are written in one batch before the send
 //! is acknowledged. When due, the record is appended to its real queue and its timer entry is
@@ -46,7 +47,16 @@ type QueueBatch = (Vec<PreparedMessage>, Vec<(&'static str, Vec<u8>)>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Claim {
     Delivering,
-    Cancelled { due_ms: i64 },
+    Cancelled {
+        due_ms: i64,
+    },
+    /// Being re-appended ahead of retention (`Rehome`); a cancel meanwhile answers busy.
+    Rehoming,
+    /// Re-appended under a new key (kept until the floor passes its due time): a cancel that
+    /// found this old key answers busy, and its retry finds the new one.
+    Moved {
+        due_ms: i64,
+    },
 }
 
 type Claims = HashMap<Vec<u8>, Claim>;
@@ -148,7 +158,7 @@ impl Scheduler {
                         let floor = act.floor_ms;
                         if let Ok(mut c) = act.claims.lock() {
                             c.retain(|_, claim| {
-                                !matches!(claim, Claim::Cancelled { due_ms } if *due_ms < floor)
+                                !matches!(claim, Claim::Cancelled { due_ms } | Claim::Moved { due_ms } if *due_ms < floor)
                             });
                         }
                         i64::MAX
@@ -182,7 +192,9 @@ impl Scheduler {
             for t in &due {
                 let mine = match claims.lock() {
                     Ok(mut c) => match c.get(&t.key) {
-                        Some(Claim::Cancelled { .. }) => false,
+                        Some(Claim::Cancelled { .. } | Claim::Rehoming | Claim::Moved { .. }) => {
+                            false
+                        }
                         _ => {
                             c.insert(t.key.clone(), Claim::Delivering);
                             true
@@ -334,8 +346,12 @@ impl Handler<Cancel> for Scheduler {
                 // A round already delivering it wins: the cancel changes nothing.
                 match claims.lock() {
                     Ok(mut c) => {
-                        if c.get(&t.key) == Some(&Claim::Delivering) {
-                            return Ok(None);
+                        match c.get(&t.key) {
+                            Some(Claim::Delivering) => return Ok(None),
+                            Some(Claim::Rehoming | Claim::Moved { .. }) => {
+                                return Err(BrokerError::SystemBusy)
+                            }
+                            _ => {}
                         }
                         c.insert(t.key.clone(), Claim::Cancelled { due_ms: t.due_ms });
                     }
@@ -367,6 +383,195 @@ impl Handler<Cancel> for Scheduler {
             }
             .into_actor(act)
         }))
+    }
+}
+
+/// Re-appends the records of timer entries below sequence `below` that are due after the next
+/// minute, each with its entry, in one write per chunk of 256 (records read a chunk at a time).
+pub struct Rehome {
+    pub below: u64,
+}
+
+/// What stays after a `Rehome`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RehomeOutcome {
+    /// The lowest sequence below the bound that stays (due sooner, unmovable, or past this
+    /// pass's limit): retention waits for it.
+    pub hold: Option<u64>,
+    /// The lowest sequence of any entry left in place (moved ones are above every sequence
+    /// written before the call).
+    pub lowest: Option<u64>,
+}
+
+impl Message for Rehome {
+    type Result = Result<RehomeOutcome, BrokerError>;
+}
+
+/// Entries due within this margin are left where they are: a round may be delivering them.
+const REHOME_MARGIN_MS: i64 = 60_000;
+/// Entries one pass moves, and how many go in one write.
+const REHOME_LIMIT: usize = 65_536;
+const REHOME_CHUNK: usize = 256;
+
+impl Handler<Rehome> for Scheduler {
+    type Result = ResponseFuture<Result<RehomeOutcome, BrokerError>>;
+
+    fn handle(&mut self, msg: Rehome, _: &mut Self::Context) -> Self::Result {
+        let now = (self.clock)();
+        let (store, writer, claims, host, clock) = (
+            self.store.clone(),
+            self.writer.clone(),
+            self.claims.clone(),
+            self.store_host,
+            self.clock.clone(),
+        );
+        Box::pin(async move {
+            let s2 = store.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                s2.timers_below(msg.below, now + REHOME_MARGIN_MS, REHOME_LIMIT)
+            })
+            .await
+            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+            let mut out = RehomeOutcome {
+                hold: found.hold,
+                lowest: found.lowest,
+            };
+            let stays = |out: &mut RehomeOutcome, seq: Option<u64>| {
+                out.hold = min_seq(out.hold, seq);
+                out.lowest = min_seq(out.lowest, seq);
+            };
+            let mut moved = 0u64;
+            for chunk in found.moving.chunks(REHOME_CHUNK) {
+                // Claimed now, and only while still far from due: the scan may be old.
+                let mut claimed = Vec::with_capacity(chunk.len());
+                for t in chunk {
+                    let seq = rocktor_storage::keys::parse_timer_key(&t.key).map(|(_, s)| s);
+                    let far = t.due_ms > clock() + REHOME_MARGIN_MS;
+                    let mine = far
+                        && match claims.lock() {
+                            Ok(mut c) if !c.contains_key(&t.key) => {
+                                c.insert(t.key.clone(), Claim::Rehoming);
+                                true
+                            }
+                            _ => false,
+                        };
+                    if mine {
+                        claimed.push((t.clone(), seq));
+                    } else {
+                        stays(&mut out, seq);
+                    }
+                }
+                let s2 = store.clone();
+                let keys: Vec<Option<u64>> = claimed.iter().map(|(_, s)| *s).collect();
+                let records = tokio::task::spawn_blocking(move || {
+                    keys.into_iter()
+                        .map(|s| {
+                            s.map(|s| s2.read_record(s))
+                                .transpose()
+                                .map(Option::flatten)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .map_err(|e| BrokerError::Storage(e.to_string()))
+                .and_then(|r| r.map_err(BrokerError::from));
+                let mut batch = AppendBatch::default();
+                if let Ok(records) = &records {
+                    for ((t, seq), record) in claimed.iter().zip(records) {
+                        batch.deletes.push((cf::TIMER, t.key.clone()));
+                        let rec = record.as_ref().and_then(|b| record::decode(b).ok());
+                        // Gone or unreadable: it could never be delivered; only the entry goes.
+                        let Some((rec, _)) = rec else {
+                            tracing::warn!(topic = %t.topic, ?seq, "dropping a timer entry whose record is gone or unreadable");
+                            continue;
+                        };
+                        let Ok(m) = from_record(&rec, rec.properties.clone()) else {
+                            tracing::warn!(topic = %t.topic, ?seq, "dropping a scheduled message whose properties do not fit a record");
+                            continue;
+                        };
+                        batch
+                            .records
+                            .push(held_record(&t.topic, t.queue_id, t.due_ms, &m, now, host));
+                    }
+                }
+                let written = match records {
+                    Ok(_) => match writer.submit(batch).await {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "re-appending scheduled messages ahead of retention failed");
+                            false
+                        }
+                        Err(_) => false,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading scheduled messages to re-append failed");
+                        false
+                    }
+                };
+                if let Ok(mut c) = claims.lock() {
+                    for (t, _) in &claimed {
+                        if written {
+                            c.insert(t.key.clone(), Claim::Moved { due_ms: t.due_ms });
+                        } else {
+                            c.remove(&t.key);
+                        }
+                    }
+                }
+                if written {
+                    moved += claimed.len() as u64;
+                } else {
+                    for (_, seq) in &claimed {
+                        stays(&mut out, *seq);
+                    }
+                }
+            }
+            if moved > 0 {
+                metrics::counter!("rocktor_scheduled_rehomed_total").increment(moved);
+                tracing::info!(moved, "re-appended scheduled messages ahead of retention");
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The stored form of a scheduled message until it is due: its due time in TIMER_OUT_MS, its
+/// timer entry, and its id in the held-records index (traces find it there).
+fn held_record(
+    topic: &str,
+    queue_id: u32,
+    due_ms: i64,
+    m: &PreparedMessage,
+    now: i64,
+    store_host: SocketAddr,
+) -> AppendRecord {
+    let held = PreparedMessage {
+        properties: properties::with(
+            &m.properties,
+            crate::message::PROP_TIMER_OUT_MS,
+            &due_ms.to_string(),
+        ),
+        ..m.clone()
+    };
+    AppendRecord {
+        record: encode_record(topic, queue_id, 0, &held, now, store_host),
+        cq: None,
+        timer: Some(TimerEntry {
+            due_ms,
+            topic: topic.to_string(),
+            queue_id,
+        }),
+        index_keys: vec![rocktor_storage::keys::index_prefix(
+            rocktor_storage::keys::HELD_TOPIC_ID,
+            &m.uniq_key,
+        )],
+        txn: None,
+    }
+}
+
+fn min_seq(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -423,16 +628,15 @@ impl Handler<Schedule> for Scheduler {
         let records = msg
             .messages
             .iter()
-            .map(|m| AppendRecord {
-                record: encode_record(&msg.topic, msg.queue_id, 0, m, now, self.store_host),
-                cq: None,
-                timer: Some(TimerEntry {
-                    due_ms: msg.due_ms,
-                    topic: msg.topic.clone(),
-                    queue_id: msg.queue_id,
-                }),
-                index_keys: Vec::new(),
-                txn: None,
+            .map(|m| {
+                held_record(
+                    &msg.topic,
+                    msg.queue_id,
+                    msg.due_ms,
+                    m,
+                    now,
+                    self.store_host,
+                )
             })
             .collect();
         let rx = self.writer.try_submit(AppendBatch {
@@ -514,7 +718,7 @@ mod tests {
                 born_host: "127.0.0.1:1".parse().unwrap(),
                 reconsume_times: 0,
             },
-            "C",
+            &crate::message::Stamp::TEST,
             "127.0.0.1:10911".parse().unwrap(),
         )
         .unwrap()
@@ -528,6 +732,128 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// Retention's re-append: a far entry moves to a new record (same due time, its id
+    /// indexed), a near one stays and is reported; the moved one is still delivered once, and
+    /// a cancel still finds it.
+    #[actix::test]
+    async fn rehome_moves_far_entries_and_they_still_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
+        let writer = store.start_writer(0).unwrap();
+        let stats = Arc::new(QueueStats::default());
+        let queue = TopicQueue::new(
+            "T".into(),
+            1,
+            0,
+            Some(Default::default()),
+            store.clone(),
+            writer.clone(),
+            stats.clone(),
+            QueueLimits::default(),
+        )
+        .start();
+        let mut reg = Registry::default();
+        reg.topics.insert(
+            "T".into(),
+            Arc::new(TopicHandle {
+                config: TopicConfig::for_test("T"),
+                queues: vec![queue],
+                stats: vec![stats.clone()],
+            }),
+        );
+        let t0 = 10_000_000i64;
+        let now = Arc::new(AtomicI64::new(t0));
+        let n2 = now.clone();
+        let scheduler = Scheduler::new(
+            store.clone(),
+            writer.clone(),
+            Arc::new(ArcSwap::from_pointee(reg)),
+            "127.0.0.1:10911".parse().unwrap(),
+        )
+        .with_clock(Arc::new(move || n2.load(Ordering::SeqCst)));
+        let claims = scheduler.claims.clone();
+        let sched = scheduler.start();
+        let at = |due_ms: i64, body: &'static [u8]| Schedule {
+            topic: "T".into(),
+            queue_id: 0,
+            messages: vec![msg(body)],
+            due_ms,
+        };
+        let near = sched.send(at(t0 + 1_000, b"near")).await.unwrap().unwrap()[0];
+        let far_msg = msg(b"far");
+        let far_id = far_msg.uniq_key.clone();
+        let far = sched
+            .send(Schedule {
+                messages: vec![far_msg],
+                ..at(t0 + 3_600_000, b"")
+            })
+            .await
+            .unwrap()
+            .unwrap()[0];
+        let out = sched
+            .send(Rehome { below: far + 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.hold,
+            Some(near),
+            "the near entry stays and holds retention"
+        );
+        assert_eq!(out.lowest, Some(near));
+        assert!(
+            store.read_record(far).unwrap().is_some(),
+            "the old record is retention's"
+        );
+        let far_entry = |store: &rocktor_storage::Store| {
+            let listed = store.timers_below(u64::MAX, 0, 10).unwrap().moving;
+            let t = listed
+                .iter()
+                .find(|t| t.due_ms == t0 + 3_600_000)
+                .unwrap()
+                .clone();
+            rocktor_storage::keys::parse_timer_key(&t.key).unwrap().1
+        };
+        let new_seq = far_entry(&store);
+        assert!(new_seq > far, "re-appended after the horizon");
+        let bytes = store.read_record(new_seq).unwrap().unwrap();
+        let rec = record::decode(&bytes).unwrap().0;
+        assert_eq!(rec.store_timestamp, t0, "stored anew");
+        let held = store
+            .index_newest(
+                &rocktor_storage::keys::index_prefix(rocktor_storage::keys::HELD_TOPIC_ID, &far_id),
+                4,
+            )
+            .unwrap();
+        assert_eq!(
+            held,
+            vec![new_seq, far],
+            "both copies are indexed under its id"
+        );
+        // A cancel that raced the move answers busy; its retry finds the new copy.
+        let old_key = rocktor_storage::keys::timer_key(t0 + 3_600_000, far).to_vec();
+        assert!(matches!(
+            claims.lock().map(|c| c.get(&old_key).copied()),
+            Ok(Some(Claim::Moved { .. }))
+        ));
+        // The horizon passes the new copy too: it moves again.
+        let out = sched
+            .send(Rehome { below: new_seq + 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.hold, Some(near));
+        let newer = far_entry(&store);
+        assert!(newer > new_seq, "moved again: {newer} after {new_seq}");
+        now.store(t0 + 3_600_001, Ordering::SeqCst);
+        assert!(wait_for(&stats, 2).await, "both delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(stats.max(), 2, "the moved entry is delivered once");
+        writer.close();
+        store.stop_background_work();
     }
 
     /// An entry scheduled with a due time before the delivery floor (here a clock step back

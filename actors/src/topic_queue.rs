@@ -316,7 +316,6 @@ pub struct TopicQueue {
     limits: QueueLimits,
     next_offset: u64,
     committed: u64,
-    min_offset: u64,
     inflight: VecDeque<InFlight>,
     tail: VecDeque<TailEntry>,
     tail_start: u64,
@@ -370,7 +369,6 @@ impl TopicQueue {
             limits,
             next_offset: bounds.max,
             committed: bounds.max,
-            min_offset: bounds.min,
             inflight: VecDeque::new(),
             tail: VecDeque::new(),
             tail_start: bounds.max,
@@ -392,7 +390,7 @@ impl TopicQueue {
             status,
             records: Vec::new(),
             next_offset,
-            min_offset: self.min_offset,
+            min_offset: self.stats.min(),
             max_offset: self.committed,
             budget: None,
             hold_refused: false,
@@ -401,7 +399,7 @@ impl TopicQueue {
 
     /// Answers from memory when it can; says when storage has to be read.
     fn try_pull(&self, p: &Pull) -> Step {
-        let (min, max) = (self.min_offset, self.committed);
+        let (min, max) = (self.stats.min(), self.committed);
         if p.offset < min {
             return Step::Ready(self.outcome(PullStatus::OffsetMoved, min));
         }
@@ -442,7 +440,7 @@ impl TopicQueue {
     ) -> impl std::future::Future<Output = Result<PullOutcome, BrokerError>> {
         let store = self.store.clone();
         let (topic_id, queue_id) = (self.topic_id, self.queue_id);
-        let (min, max) = (self.min_offset, self.committed);
+        let (min, max) = (self.stats.min(), self.committed);
         let p_filter = p.filter.clone();
         async move {
             let units = ((p.max_bytes >> 20) + 1).min(READ_BUDGET_MIB as usize) as u32;
@@ -650,7 +648,6 @@ impl Actor for TopicQueue {
                         act.load_bounds = false;
                         act.next_offset = b.max;
                         act.committed = b.max;
-                        act.min_offset = b.min;
                         act.tail_start = b.max;
                         act.stats.min.store(b.min, Ordering::Release);
                         act.stats.max.store(b.max, Ordering::Release);
@@ -909,7 +906,7 @@ mod tests {
                 born_host: "127.0.0.1:1".parse().unwrap(),
                 reconsume_times: 0,
             },
-            "C",
+            &crate::message::Stamp::TEST,
             "127.0.0.1:10911".parse().unwrap(),
         )
         .unwrap()

@@ -284,7 +284,11 @@ impl TxnChecker {
                 record,
                 cq: None,
                 timer: None,
-                index_keys: Vec::new(),
+                // Traces find a half message by its id while it is pending, and after.
+                index_keys: vec![rocktor_storage::keys::index_prefix(
+                    rocktor_storage::keys::HELD_TOPIC_ID,
+                    &half.uniq_key,
+                )],
                 txn: Some(state),
             }],
             ..Default::default()

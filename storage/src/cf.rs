@@ -15,4 +15,8 @@ pub const TIMER: &str = "timer";
 /// Transaction state of half messages.
 pub const TXN: &str = "txn";
 
-pub const ALL: [&str; 7] = [LOG, CQ, INDEX, OFFSETS, META, TIMER, TXN];
+/// Retention's clock: checkpoint time (ms) → the next sequence then; every record below that
+/// sequence was stored at or before that time.
+pub const TIME: &str = "time";
+
+pub const ALL: [&str; 8] = [LOG, CQ, INDEX, OFFSETS, META, TIMER, TXN, TIME];

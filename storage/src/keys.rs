@@ -114,6 +114,10 @@ pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {
     k
 }
 
+/// The index's pseudo topic of records held back from their queues (scheduled messages not yet
+/// due, transactional half messages), by UNIQ_KEY: traces find them there.
+pub const HELD_TOPIC_ID: u32 = u32::MAX;
+
 /// `index` key prefix: topic id and a 64-bit FNV-1a hash of the message key; the writer appends
 /// the sequence. Hash collisions are resolved by reading the record and comparing keys.
 pub fn index_prefix(topic_id: u32, key: &str) -> Vec<u8> {

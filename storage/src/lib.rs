@@ -8,9 +8,11 @@ mod direct_io;
 pub mod keys;
 pub mod properties;
 pub mod record;
+mod retention;
 mod store;
 mod writer;
 
+pub use retention::{disk_space, DiskSpace, TimersBelow};
 pub use store::DueTimer;
 pub use store::{FlushMode, QueueBounds, QueueRead, ReadEntry, ReadOutcome, Recovered, Store};
 pub use writer::{AppendBatch, AppendDone, AppendRecord, CqEntry, TimerEntry, Writer};

@@ -8,6 +8,7 @@ use crate::{cf, Result, StorageError};
 use bytes::Bytes;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// When a send is acknowledged relative to the disk.
@@ -82,6 +83,9 @@ pub struct Store {
     path: Arc<std::path::PathBuf>,
     /// RocksDB's statistics, when opened with them (tests count WAL syncs).
     stats: Option<Arc<Options>>,
+    /// Retention's floor: every record below this sequence is expired; the index family's
+    /// compactions drop entries that point below it.
+    floor: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -130,8 +134,27 @@ impl Store {
         // 0.45 s with this one. 64 MiB restarted faster but flushed the consume-queue and index
         // column families four times as often, and their compactions took 25 of 60 CPU-s.
         opts.set_max_total_wal_size(256 << 20);
+        let floor = Arc::new(AtomicU64::new(0));
         let cfs = cf::ALL.iter().map(|name| {
             let mut o = Options::default();
+            if *name == cf::INDEX {
+                // Index entries are not range-deleted with their records (they are keyed by
+                // message key, not time): compactions drop those below retention's floor.
+                let floor = floor.clone();
+                o.set_compaction_filter("rocktor-index-retention", move |_, k: &[u8], _: &[u8]| {
+                    let seq = k
+                        .len()
+                        .checked_sub(8)
+                        .and_then(|at| k[at..].try_into().ok())
+                        .map(u64::from_be_bytes);
+                    match seq {
+                        Some(s) if s < floor.load(Ordering::Relaxed) => {
+                            rocksdb::compaction_filter::Decision::Remove
+                        }
+                        _ => rocksdb::compaction_filter::Decision::Keep,
+                    }
+                });
+            }
             if *name == cf::LOG {
                 // Large sequential values: bigger memtables mean fewer, larger flushes.
                 o.set_write_buffer_size(64 << 20);
@@ -158,12 +181,28 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store {
+        let store = Store {
             db: Arc::new(db),
             flush,
             path: Arc::new(path.to_path_buf()),
             stats: statistics.then(|| Arc::new(opts)),
-        })
+            floor,
+        };
+        // The lowest record still stored is where the last retention pass left the floor.
+        if let Some(first) = store.first_log_seq()? {
+            store.raise_retention_floor(first);
+        }
+        Ok(store)
+    }
+
+    /// Raises retention's floor (never lowers it).
+    pub fn raise_retention_floor(&self, seq: u64) {
+        self.floor.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Retention's floor: records below it are expired (or were never written).
+    pub fn retention_floor(&self) -> u64 {
+        self.floor.load(Ordering::Acquire)
     }
 
     /// The data directory.
@@ -246,6 +285,10 @@ impl Store {
                 what: "log key is not 8 bytes".into(),
             })?;
             out.next_seq = seq + 1;
+        }
+        // A failed write skips its sequences; a checkpoint may have seen them.
+        if let Some(seen) = self.clock_next_seq()? {
+            out.next_seq = out.next_seq.max(seen);
         }
         Ok(out)
     }
@@ -539,6 +582,12 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the half message at `seq` still waits for its outcome.
+    pub fn txn_pending(&self, seq: u64) -> Result<bool> {
+        let txn = self.handle(cf::TXN)?;
+        Ok(self.db.get_pinned_cf(txn, keys::txn_key(seq))?.is_some())
     }
 
     /// RocksDB's estimate of the keys in a column family (pending timers for the metrics).

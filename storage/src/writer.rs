@@ -98,6 +98,8 @@ pub struct Writer {
 struct Health {
     healthy: AtomicBool,
     epoch: AtomicU64,
+    /// The sequence the next record gets, published after each round is assembled.
+    next_seq: AtomicU64,
 }
 
 /// Upper bound of submissions folded into one WriteBatch.
@@ -115,6 +117,7 @@ impl Writer {
         let health = Arc::new(Health {
             healthy: AtomicBool::new(true),
             epoch: AtomicU64::new(0),
+            next_seq: AtomicU64::new(next_seq),
         });
         let h2 = health.clone();
         let handle = std::thread::Builder::new()
@@ -131,6 +134,11 @@ impl Writer {
     /// Whether the last write (or probe) succeeded: false while the disk refuses writes.
     pub fn is_healthy(&self) -> bool {
         self.health.healthy.load(Ordering::Acquire)
+    }
+
+    /// A sequence every record written so far is below (retention's clock reads it).
+    pub fn next_seq(&self) -> u64 {
+        self.health.next_seq.load(Ordering::Acquire)
     }
 
     /// The failure epoch: moves on at every failed write.
@@ -278,6 +286,7 @@ fn run(store: Store, rx: mpsc::Receiver<Cmd>, mut next_seq: u64, health: &Health
                 Cmd::Stop => stopping = true,
             }
         }
+        health.next_seq.store(next_seq, Ordering::Release);
         let result = if wb.is_empty() {
             Ok(())
         } else {

@@ -133,6 +133,115 @@ async fn query_by_key_unique_key_and_offset() {
     assert_eq!(r.code, 22);
 }
 
+/// The admin tool's paths: crates.io rocketmq-admin-cli 1.0 finds a message by key, by unique
+/// key and by offset msgId, and prints its trace (queryMsgTraceById reads the trace topic).
+#[actix_rt::test]
+async fn admin_cli_queries_and_traces() {
+    let b = BrokerProc::start("async");
+    let c = connect(b.broker).await;
+    create_topic(&c, "AdminQ", 2).await;
+    let ns = b.namesrv.to_string();
+    let sent = run_rs(&[
+        "produce",
+        "--namesrv",
+        &ns,
+        "--topic",
+        "AdminQ",
+        "--count",
+        "1",
+        "--keys",
+        "1",
+        "--msg-keys",
+        "adm-key-1",
+        "--trace",
+        "1",
+    ]);
+    let id = sent
+        .iter()
+        .find(|r| r["event"] == "sent")
+        .and_then(|r| r["msg_id"].as_str())
+        .expect("sent")
+        .to_string();
+    run_rs(&[
+        "consume",
+        "--namesrv",
+        &ns,
+        "--topic",
+        "AdminQ",
+        "--group",
+        "CG_Admin",
+        "--expect",
+        "1",
+        "--timeout",
+        "30",
+        "--trace",
+        "1",
+    ]);
+    let by_key = run_admin(
+        b.namesrv,
+        &[
+            "message",
+            "queryMsgByKey",
+            "-t",
+            "AdminQ",
+            "-k",
+            "adm-key-1",
+        ],
+    );
+    assert!(by_key.contains("adm-key-1"), "{by_key}");
+    let row = by_key
+        .lines()
+        .find(|l| l.contains("adm-key-1") && !l.trim_start().starts_with('#'))
+        .expect("a row for the key");
+    let offset_id = row
+        .split_whitespace()
+        .next()
+        .expect("a message id")
+        .to_string();
+    let by_uniq = run_admin(
+        b.namesrv,
+        &["message", "queryMsgByUniqueKey", "-t", "AdminQ", "-i", &id],
+    );
+    assert!(
+        by_uniq.contains("Keys:") && by_uniq.contains("adm-key-1"),
+        "{by_uniq}"
+    );
+    let by_id = run_admin(
+        b.namesrv,
+        &["message", "queryMsgById", "-t", "AdminQ", "-i", &offset_id],
+    );
+    assert!(by_id.contains("adm-key-1"), "{by_id}");
+    // Trace records reach the trace topic in batches: look until the consumer's are there.
+    let mut trace = String::new();
+    for _ in 0..30 {
+        trace = run_admin(b.namesrv, &["message", "queryMsgTraceById", "-i", &id]);
+        if trace.contains("SubAfter") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(
+        trace.contains("Pub") && trace.contains("PG_AdminQ"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("SubAfter") && trace.contains("CG_Admin"),
+        "{trace}"
+    );
+    let none = run_admin(
+        b.namesrv,
+        &[
+            "message",
+            "queryMsgByKey",
+            "-t",
+            "AdminQ",
+            "-k",
+            "no-such-key",
+        ],
+    );
+    assert!(!none.contains("adm-key-1"), "{none}");
+}
+
 /// Delivery status per group (`GET /api/topics/{topic}/messages/{id}/delivery`): consumed, not
 /// yet consumed, filtered out by tag, dead-lettered, and a group with no client online.
 #[actix_rt::test]

@@ -47,6 +47,17 @@ impl BrokerProc {
         env: &[(&str, &str)],
         file_size_limit: Option<u64>,
     ) -> BrokerProc {
+        Self::start_prepared(flush, env, file_size_limit, |_| {})
+    }
+
+    /// Like `start_with`, after `prepare` ran on the (not yet created) data directory path,
+    /// e.g. to mount a small file system there.
+    pub fn start_prepared(
+        flush: &'static str,
+        env: &[(&str, &str)],
+        file_size_limit: Option<u64>,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> BrokerProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut b = BrokerProc {
             child: None,
@@ -61,8 +72,14 @@ impl BrokerProc {
                 .collect(),
             file_size_limit,
         };
+        prepare(&b.data_dir());
         b.spawn();
         b
+    }
+
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -94,10 +111,7 @@ impl BrokerProc {
             }
         }
         let child = cmd
-            .args([
-                "--data-dir",
-                &self.dir.path().join("data").display().to_string(),
-            ])
+            .args(["--data-dir", &self.data_dir().display().to_string()])
             .args(["--listen", "127.0.0.1"])
             .args(["--namesrv-port", &self.namesrv.port().to_string()])
             .args(["--broker-port", &self.broker.port().to_string()])
@@ -341,6 +355,35 @@ pub fn rs_client() -> PathBuf {
         "the Rust test client is not built: run scripts/test (it builds tests/clients/rs) or set ROCKTOR_RS_CLIENT"
     );
     p
+}
+
+/// The rocketmq-admin-cli 1.0 binary scripts/test builds (ROCKTOR_ADMIN_CLI); tests that need it
+/// fail without it.
+pub fn admin_cli() -> PathBuf {
+    let p = std::env::var("ROCKTOR_ADMIN_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            dirs_home().join(".cache/rocktor-test-clients/admin/bin/rocketmq-admin-cli")
+        });
+    assert!(
+        p.exists(),
+        "rocketmq-admin-cli is not built: run scripts/test (it builds it) or set ROCKTOR_ADMIN_CLI"
+    );
+    p
+}
+
+/// Runs `rocketmq-admin-cli <args>` against a name server; answers its stdout and stderr.
+pub fn run_admin(namesrv: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new(admin_cli())
+        .env("NAMESRV_ADDR", namesrv.to_string())
+        .args(args)
+        .output()
+        .expect("rocketmq-admin-cli runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn dirs_home() -> PathBuf {

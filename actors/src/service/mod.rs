@@ -15,7 +15,7 @@ use crate::error::{BrokerError, BrokerResult};
 use crate::filter::Filter;
 use crate::message::{
     check_limits, delay_of_level, due_time, from_record, prepare, IncomingMessage, PreparedMessage,
-    PROP_DELAY, PROP_DLQ_ORIGIN_MESSAGE_ID, PROP_DLQ_ORIGIN_TOPIC, PROP_ORIGIN_MESSAGE_ID,
+    Stamp, PROP_DELAY, PROP_DLQ_ORIGIN_MESSAGE_ID, PROP_DLQ_ORIGIN_TOPIC, PROP_ORIGIN_MESSAGE_ID,
     PROP_RETRY_TOPIC, PROP_UNIQ_KEY,
 };
 use crate::model::{self, GroupConfig, TopicConfig, PERM_INHERIT, PERM_READ, PERM_WRITE};
@@ -42,6 +42,7 @@ mod query;
 mod recovery;
 mod retry;
 mod send;
+mod trace;
 mod txn;
 
 pub use dlq::DeadLetter;
@@ -54,6 +55,7 @@ pub use query::{DeliveryStatus, GroupDelivery, MessageQuery};
 use recovery::recover;
 pub use retry::SendBackRequest;
 pub use send::{SendRequest, SendResult, PROP_CANCEL_SCHEDULED_MSG};
+pub use trace::{ConsumeTrace, GroupTrace, HeldMessage, MessageTrace, StoredMessage};
 
 /// How long a data-path request may wait for a full mailbox before it becomes SYSTEM_BUSY.
 const MAILBOX_WAIT: Duration = Duration::from_secs(3);
@@ -68,6 +70,9 @@ pub struct BrokerContext {
     pub scheduler: Addr<Scheduler>,
     pub producers: Addr<Producers>,
     pub txn: Addr<crate::txn::TxnChecker>,
+    pub retention: Addr<crate::retention::Retention>,
+    /// Whether the disk takes new messages (the watermarks), read by every send.
+    pub disk: Arc<crate::retention::DiskGuard>,
     pub store: Store,
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
@@ -125,6 +130,16 @@ impl BrokerContext {
             broker_name: settings.broker_name.clone(),
         })
         .start();
+        let disk = Arc::new(crate::retention::DiskGuard::default());
+        let retention = crate::retention::Retention::new(crate::retention::RetentionParts {
+            store: store.clone(),
+            writer: writer.clone(),
+            registry: registry.clone(),
+            scheduler: scheduler.clone(),
+            settings: settings.retention.clone(),
+            guard: disk.clone(),
+        })
+        .start();
         let ctx = BrokerContext {
             settings,
             registry,
@@ -133,6 +148,8 @@ impl BrokerContext {
             scheduler,
             producers,
             txn,
+            retention,
+            disk,
             store,
             writer,
             arbiters: Arc::new(arbiters),

@@ -227,6 +227,8 @@ impl BrokerContext {
             .take(MAX_STATUS_GROUPS)
             .cloned()
             .collect();
+        // Retries still in their back-off are held by the scheduler, not yet in a queue.
+        let held = self.held_records(msg_id).await?;
         let mut out = Vec::new();
         for g in groups {
             let view = g.view.load_full();
@@ -253,12 +255,18 @@ impl BrokerContext {
             });
             let name = g.config.name.clone();
             let retry = self.find_unique(&model::retry_topic(&name), msg_id).await?;
+            let retry_topic = model::retry_topic(&name);
+            let backing_off = held
+                .iter()
+                .any(|h| h.timer_pending && h.topic == retry_topic);
             let status = if self
                 .find_unique(&model::dlq_topic(&name), msg_id)
                 .await?
                 .is_some()
             {
                 DeliveryStatus::InDlq
+            } else if backing_off && !filtered {
+                DeliveryStatus::InRetry
             } else if let Some(r) = retry.filter(|_| !filtered) {
                 if self.retry_consumed(&g, &r).await? {
                     DeliveryStatus::Consumed

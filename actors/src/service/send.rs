@@ -34,6 +34,15 @@ pub struct SendResult {
 pub const PROP_CANCEL_SCHEDULED_MSG: &str = "__CANCEL_SCHEDULED_MSG";
 
 impl BrokerContext {
+    /// What this broker stamps on the messages it stores.
+    pub fn stamp(&self) -> Stamp<'_> {
+        Stamp {
+            cluster: &self.settings.cluster_name,
+            region: &self.settings.region_id,
+            trace_on: self.settings.trace_on,
+        }
+    }
+
     /// Finds the topic of a send, auto-creating it from the default topic (TBW102 flow).
     pub(super) async fn topic_for_send(&self, req: &SendRequest) -> BrokerResult<Arc<TopicHandle>> {
         if let Some(t) = self.topic(&req.topic) {
@@ -70,6 +79,8 @@ impl BrokerContext {
 
     /// Stores the messages of one send (one message, or a batch) in one queue.
     pub async fn send(&self, req: SendRequest) -> BrokerResult<SendResult> {
+        // Above the disk watermark new messages wait; reads, acks and offsets go on.
+        self.disk.check_writable()?;
         model::validate_topic(&req.topic).map_err(BrokerError::MessageIllegal)?;
         if model::NOT_ALLOWED_SEND_TOPICS.contains(&req.topic.as_str()) {
             return Err(BrokerError::NoPermission(format!(
@@ -137,7 +148,7 @@ impl BrokerContext {
         let store_host = self.settings.broker_addr;
         let mut prepared = Vec::with_capacity(req.messages.len());
         for m in req.messages {
-            prepared.push(prepare(m, &self.settings.cluster_name, store_host)?);
+            prepared.push(prepare(m, &self.stamp(), store_host)?);
         }
         let uniq_keys: Vec<String> = prepared.iter().map(|p| p.uniq_key.clone()).collect();
         let n = prepared.len() as u64;

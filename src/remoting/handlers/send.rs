@@ -95,8 +95,8 @@ pub async fn send(
         .with_ext("msgId", msg_id)
         .with_ext("queueId", r.queue_id)
         .with_ext("queueOffset", r.first_offset)
-        .with_ext("MSG_REGION", "DefaultRegion")
-        .with_ext("TRACE_ON", "true");
+        .with_ext("MSG_REGION", &b.settings.region_id)
+        .with_ext("TRACE_ON", b.settings.trace_on);
     if single {
         if let Some(k) = r.uniq_keys.first() {
             resp = resp.with_ext("transactionId", k);

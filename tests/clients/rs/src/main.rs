@@ -12,11 +12,19 @@
 //!   produce --namesrv A --topic T --count N --keys K [--prefix P] [--props "k=v;k2=v2"]
 //!           [--msg-keys "k1 k2"]
 //!           Orderly sends: message i of key i % K goes to queue (i % K) % queues.
+//!   consume --namesrv A --topic T --group G [--fail 1] [--max-reconsume R] [--expect N]
+//!           [--timeout S]
+//!           A concurrent push consumer; with --fail every delivery answers RECONSUME_LATER, so
+//!           a message is retried R times and then dead-lettered.
+//!
+//! Every command takes --trace 1: the client sends message traces (RMQ_SYS_TRACE_TOPIC).
 
+use rocketmq_client_rust::prelude::ClientConfig;
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeOrderlyContext, ConsumeOrderlyStatus,
-    DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState, MQPushConsumer,
-    MessageListenerOrderly, TransactionListener, TransactionMQProducer,
+    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer,
+    LocalTransactionState, MQPushConsumer, MessageListenerConcurrently, MessageListenerOrderly,
+    TransactionListener, TransactionMQProducer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -67,6 +75,13 @@ impl Args {
             None => Ok(d),
         }
     }
+}
+
+/// The client config: message trace on with `--trace 1`.
+fn client_config(a: &Args) -> Result<ClientConfig, String> {
+    Ok(ClientConfig::builder()
+        .enable_trace(a.num("trace", 0u8)? == 1)
+        .build_unvalidated())
 }
 
 fn state(name: &str) -> LocalTransactionState {
@@ -122,6 +137,7 @@ async fn txn(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
         checks: checks.clone(),
     };
     let mut p = TransactionMQProducer::builder(rt)
+        .client_config(client_config(a)?)
         .producer_group(a.req("group")?)
         .name_server_addr(a.req("namesrv")?)
         .topics(vec![topic.clone()])
@@ -195,6 +211,7 @@ impl MessageListenerOrderly for Orderly {
 async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     let seen = Arc::new(AtomicUsize::new(0));
     let mut c = DefaultMQPushConsumer::builder(rt)
+        .client_config(client_config(a)?)
         .consumer_group(a.req("group")?)
         .name_server_addr(a.req("namesrv")?)
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
@@ -221,6 +238,7 @@ async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
 async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     let topic = a.req("topic")?;
     let mut p = DefaultMQProducer::builder(rt)
+        .client_config(client_config(a)?)
         .producer_group(format!("PG_{topic}"))
         .name_server_addr(a.req("namesrv")?)
         .build();
@@ -278,6 +296,64 @@ async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     Ok(format!("OK sent={count}"))
 }
 
+struct Concurrent {
+    fail: bool,
+    seen: Arc<AtomicUsize>,
+}
+
+impl MessageListenerConcurrently for Concurrent {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        for m in msgs {
+            let body = m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .unwrap_or_default();
+            emit(json!({"event": "recv", "body": body, "topic": m.topic().to_string(),
+                "reconsume_times": m.reconsume_times(), "msg_id": m.msg_id().to_string(),
+                "t": now_ms()}));
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(if self.fail {
+            ConsumeConcurrentlyStatus::ReconsumeLater
+        } else {
+            ConsumeConcurrentlyStatus::ConsumeSuccess
+        })
+    }
+}
+
+async fn consume(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut c = DefaultMQPushConsumer::builder(rt)
+        .client_config(client_config(a)?)
+        .consumer_group(a.req("group")?)
+        .name_server_addr(a.req("namesrv")?)
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .max_reconsume_times(a.num("max-reconsume", 16i32)?)
+        .build();
+    c.subscribe(a.req("topic")?, "*".to_string())
+        .await
+        .map_err(|e| format!("subscribe: {e:?}"))?;
+    c.register_message_listener_concurrently(Concurrent {
+        fail: a.num("fail", 0u8)? == 1,
+        seen: seen.clone(),
+    });
+    c.start().await.map_err(|e| format!("start: {e:?}"))?;
+    emit(json!({"event": "started", "t": now_ms()}));
+    let expect = a.num("expect", usize::MAX)?;
+    let until = Instant::now() + Duration::from_secs(a.num("timeout", 60u64)?);
+    while seen.load(Ordering::SeqCst) < expect && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for the last answer (and its trace) to reach the broker.
+    tokio::time::sleep(Duration::from_secs(a.num("linger", 2u64)?)).await;
+    c.shutdown().await;
+    Ok(format!("OK seen={}", seen.load(Ordering::SeqCst)))
+}
+
 fn main() {
     let raw: Vec<String> = std::env::args().collect();
     let Some(cmd) = raw.get(1).cloned() else {
@@ -320,6 +396,7 @@ fn main() {
             "txn" => txn(rt.clone(), &args).await,
             "orderly" => orderly(rt.clone(), &args).await,
             "produce" => produce(rt.clone(), &args).await,
+            "consume" => consume(rt.clone(), &args).await,
             other => Err(format!("unknown command {other}")),
         }
     });
