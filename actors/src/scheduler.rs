@@ -724,21 +724,19 @@ mod tests {
         .unwrap()
     }
 
-    async fn wait_for(stats: &QueueStats, max: u64) -> bool {
-        for _ in 0..40 {
-            if stats.max() >= max {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+    /// A scheduler on a stepped clock (starting at `t0`) delivering to a one-queue topic "T".
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: rocktor_storage::Store,
+        writer: Writer,
+        stats: Arc<QueueStats>,
+        now: Arc<AtomicI64>,
+        t0: i64,
+        claims: Arc<std::sync::Mutex<Claims>>,
+        sched: Addr<Scheduler>,
     }
 
-    /// Retention's re-append: a far entry moves to a new record (same due time, its id
-    /// indexed), a near one stays and is reported; the moved one is still delivered once, and
-    /// a cancel still finds it.
-    #[actix::test]
-    async fn rehome_moves_far_entries_and_they_still_deliver() {
+    fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store =
             rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
@@ -775,7 +773,43 @@ mod tests {
         )
         .with_clock(Arc::new(move || n2.load(Ordering::SeqCst)));
         let claims = scheduler.claims.clone();
-        let sched = scheduler.start();
+        Fixture {
+            _dir: dir,
+            store,
+            writer,
+            stats,
+            now,
+            t0,
+            claims,
+            sched: scheduler.start(),
+        }
+    }
+
+    async fn wait_for(stats: &QueueStats, max: u64) -> bool {
+        for _ in 0..40 {
+            if stats.max() >= max {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Retention's re-append: a far entry moves to a new record (same due time, its id
+    /// indexed), a near one stays and is reported; the moved one is still delivered once, and
+    /// a cancel still finds it.
+    #[actix::test]
+    async fn rehome_moves_far_entries_and_they_still_deliver() {
+        let Fixture {
+            _dir,
+            store,
+            writer,
+            stats,
+            now,
+            t0,
+            claims,
+            sched,
+        } = fixture();
         let at = |due_ms: i64, body: &'static [u8]| Schedule {
             topic: "T".into(),
             queue_id: 0,
@@ -860,42 +894,16 @@ mod tests {
     /// after a round delivered later entries) is still delivered on time, not after a restart.
     #[actix::test]
     async fn an_entry_due_before_the_floor_is_still_delivered() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            rocktor_storage::Store::open(dir.path(), rocktor_storage::FlushMode::Async).unwrap();
-        let writer = store.start_writer(0).unwrap();
-        let stats = Arc::new(QueueStats::default());
-        let queue = TopicQueue::new(
-            "T".into(),
-            1,
-            0,
-            Some(Default::default()),
-            store.clone(),
-            writer.clone(),
-            stats.clone(),
-            QueueLimits::default(),
-        )
-        .start();
-        let mut reg = Registry::default();
-        reg.topics.insert(
-            "T".into(),
-            Arc::new(TopicHandle {
-                config: TopicConfig::for_test("T"),
-                queues: vec![queue],
-                stats: vec![stats.clone()],
-            }),
-        );
-        let t0 = 10_000_000i64;
-        let now = Arc::new(AtomicI64::new(t0));
-        let n2 = now.clone();
-        let sched = Scheduler::new(
-            store.clone(),
-            writer.clone(),
-            Arc::new(ArcSwap::from_pointee(reg)),
-            "127.0.0.1:10911".parse().unwrap(),
-        )
-        .with_clock(Arc::new(move || n2.load(Ordering::SeqCst)))
-        .start();
+        let Fixture {
+            _dir,
+            store,
+            writer,
+            stats,
+            now,
+            t0,
+            sched,
+            ..
+        } = fixture();
         let at = |due_ms: i64, body: &'static [u8]| Schedule {
             topic: "T".into(),
             queue_id: 0,

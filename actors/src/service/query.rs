@@ -293,20 +293,33 @@ impl BrokerContext {
 
     /// The newest record of a topic with this UNIQ_KEY; None for a topic that does not exist.
     async fn find_unique(&self, topic: &str, msg_id: &str) -> BrokerResult<Option<Bytes>> {
+        Ok(self
+            .records_by_id(topic, msg_id, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The newest records of a topic with this UNIQ_KEY, at most `max`; none for a topic that
+    /// does not exist.
+    pub(super) async fn records_by_id(
+        &self,
+        topic: &str,
+        msg_id: &str,
+        max: usize,
+    ) -> BrokerResult<Vec<Bytes>> {
         if self.topic(topic).is_none() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let found = self
-            .query_messages(MessageQuery {
-                topic: topic.to_string(),
-                key: msg_id.to_string(),
-                unique: true,
-                begin_ms: 0,
-                end_ms: i64::MAX,
-                max: 1,
-            })
-            .await?;
-        Ok(found.into_iter().next())
+        self.query_messages(MessageQuery {
+            topic: topic.to_string(),
+            key: msg_id.to_string(),
+            unique: true,
+            begin_ms: 0,
+            end_ms: i64::MAX,
+            max,
+        })
+        .await
     }
 
     /// Whether the group consumed a retry of a message (its retry-topic offset is past it).

@@ -414,19 +414,7 @@ impl BrokerContext {
         msg_id: &str,
         max: usize,
     ) -> BrokerResult<Vec<StoredMessage>> {
-        if self.topic(topic).is_none() {
-            return Ok(Vec::new());
-        }
-        let found = self
-            .query_messages(MessageQuery {
-                topic: topic.to_string(),
-                key: msg_id.to_string(),
-                unique: true,
-                begin_ms: 0,
-                end_ms: i64::MAX,
-                max,
-            })
-            .await?;
+        let found = self.records_by_id(topic, msg_id, max).await?;
         let mut out: Vec<StoredMessage> = found
             .iter()
             .filter_map(|b| stored_view(physical(b), b))
