@@ -3,6 +3,7 @@
 //! As a library: build a [`Config`], then [`Broker::start`] inside a running actix System (for
 //! example inside an actix-web app, see `examples/embedded.rs`), and [`Broker::stop`] it.
 
+mod acl;
 pub mod client;
 pub mod config;
 pub mod http;
@@ -30,6 +31,8 @@ pub enum StartError {
     },
     #[error("cannot start the broker: {0}")]
     Broker(#[from] rocktor_actors::BrokerError),
+    #[error("ACL file: {0}")]
+    Acl(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -140,6 +143,7 @@ impl Broker {
             },
             region_id: config.region_id.clone(),
             trace_on: config.trace_on,
+            acl: None,
         };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,
@@ -148,10 +152,14 @@ impl Broker {
                 .then(|| Duration::from_secs(config.connection_idle_timeout_secs)),
             write_timeout: Duration::from_secs(config.connection_write_timeout_secs.max(1)),
         };
-        if config.acl.is_some() {
-            tracing::warn!("an ACL file was given, but ACL enforcement is not implemented yet: requests are not checked");
+        let mut settings = settings;
+        if let Some(path) = &config.acl {
+            settings.acl = Some(acl::load(path).map_err(StartError::Acl)?);
         }
         let ctx = BrokerContext::start(settings, store).await?;
+        if let Some(path) = &config.acl {
+            acl::watch(path.clone(), ctx.auth.clone());
+        }
         let (shutdown, rx) = watch::channel(false);
         let ns_listener = bind(SocketAddr::new(config.listen, config.namesrv_port)).await?;
         let br_listener = bind(SocketAddr::new(config.listen, config.broker_port)).await?;

@@ -2,6 +2,7 @@
 //! over the wire — with rocktor's own remoting client and with PyPI `rocketmq` 0.4.4 (Apache's
 //! C++ client), an independent real client.
 
+mod acl;
 mod cancel;
 mod hardening;
 mod orderly;

@@ -69,6 +69,8 @@ pub struct BrokerSettings {
     /// (TRACE_ON): Apache's regionId and traceOn.
     pub region_id: String,
     pub trace_on: bool,
+    /// ACL 1.0 accounts; None: access control is off.
+    pub acl: Option<crate::auth::AclConfig>,
 }
 
 impl Default for BrokerSettings {
@@ -97,6 +99,7 @@ impl Default for BrokerSettings {
             retention: Default::default(),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            acl: None,
         }
     }
 }

@@ -7,12 +7,14 @@
 //! - `scheduler` — delayed delivery and its cancel; `producers` — the producer registry.
 //! - `txn` — the TxnChecker: half messages, their outcomes and check-backs.
 //! - `retention` — expiry of old messages and the disk watermarks.
+//! - `auth` — access control (ACL 1.0 accounts, signatures, permissions) for every front end.
 //! - `client_channel` — the domain's way back to a connected client.
 //! - `service` — the flows front ends call (`BrokerContext`), one file per flow.
 //!
 //! Actors never see wire formats and never call RocksDB on their own thread.
 
 pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod client_channel;
 pub mod consumer_group;

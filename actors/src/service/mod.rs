@@ -73,6 +73,8 @@ pub struct BrokerContext {
     pub retention: Addr<crate::retention::Retention>,
     /// Whether the disk takes new messages (the watermarks), read by every send.
     pub disk: Arc<crate::retention::DiskGuard>,
+    /// Access control (ACL 1.0 accounts), shared by the front ends.
+    pub auth: Arc<crate::auth::Authenticator>,
     pub store: Store,
     pub writer: Writer,
     arbiters: Arc<Vec<Arbiter>>,
@@ -87,6 +89,7 @@ impl BrokerContext {
     /// Recovers the store and starts the actors. Call inside a running actix System.
     pub async fn start(settings: BrokerSettings, store: Store) -> BrokerResult<BrokerContext> {
         let started = std::time::Instant::now();
+        let settings_acl = settings.acl.clone();
         let s2 = store.clone();
         let (recovery, next_seq, kv) =
             tokio::task::spawn_blocking(move || recover(&s2))
@@ -150,6 +153,7 @@ impl BrokerContext {
             txn,
             retention,
             disk,
+            auth: Arc::new(crate::auth::Authenticator::new(settings_acl)),
             store,
             writer,
             arbiters: Arc::new(arbiters),

@@ -1,5 +1,6 @@
 //! One handler module per request family; `dispatch` routes a request by role and code.
 
+mod access;
 mod admin;
 mod consumer;
 mod namesrv;
@@ -31,6 +32,12 @@ pub async fn dispatch(
     role: Role,
     req: RemotingCommand,
 ) -> Reply {
+    if role == Role::Broker {
+        use rocktor_actors::client_channel::ClientChannel;
+        if let Some(denied) = access::refuse(broker, conn.remote_addr().ip(), &req) {
+            return (!req.is_oneway()).then_some(denied);
+        }
+    }
     let result = match role {
         Role::NameServer => namesrv_codes(broker, &req).await,
         Role::Broker => broker_codes(broker, conn, &req).await,

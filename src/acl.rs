@@ -1,0 +1,47 @@
+//! The ACL file (`--acl FILE`, Apache's plain_acl.yml): read at start, and read again when it
+//! changes (checked every few seconds), without a restart. A file that no longer parses keeps
+//! the accounts in force and says why in the log.
+
+use rocktor_actors::auth::{AclConfig, Authenticator};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How often the file's modification time is looked at.
+const RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+pub fn load(path: &Path) -> Result<AclConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    AclConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reloads the file into `auth` whenever its modification time changes.
+pub fn watch(path: PathBuf, auth: Arc<Authenticator>) {
+    actix::spawn(async move {
+        let mut seen = modified(&path);
+        loop {
+            tokio::time::sleep(RELOAD_CHECK).await;
+            let now = modified(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let p = path.clone();
+            match tokio::task::spawn_blocking(move || load(&p)).await {
+                Ok(Ok(config)) => {
+                    tracing::info!(accounts = config.accounts.len(), file = %path.display(), "ACL file reloaded");
+                    auth.replace(config);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "ACL file not reloaded; the accounts in force stay")
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
