@@ -438,18 +438,42 @@ pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 #[derive(Debug, Default)]
 pub struct Authenticator {
     config: arc_swap::ArcSwapOption<AclConfig>,
+    /// When each address last had a refusal logged: at most one line a minute per address.
+    logged: std::sync::Mutex<HashMap<IpAddr, std::time::Instant>>,
 }
+
+/// Addresses remembered for the log's rate limit; past it the memory starts afresh.
+const LOGGED_ADDRESSES: usize = 4096;
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authenticator {
     pub fn new(config: Option<AclConfig>) -> Self {
         Authenticator {
             config: arc_swap::ArcSwapOption::from(config.map(std::sync::Arc::new)),
+            logged: Default::default(),
         }
     }
 
     /// Puts new accounts in force (a reloaded file).
     pub fn replace(&self, config: AclConfig) {
         self.config.store(Some(std::sync::Arc::new(config)));
+    }
+
+    fn first_in_a_minute(&self, remote: IpAddr) -> bool {
+        let Ok(mut logged) = self.logged.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if logged.len() >= LOGGED_ADDRESSES {
+            logged.clear();
+        }
+        match logged.get(&remote) {
+            Some(at) if now.duration_since(*at) < LOG_EVERY => false,
+            _ => {
+                logged.insert(remote, now);
+                true
+            }
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -462,8 +486,11 @@ impl Authenticator {
             return Ok(());
         };
         let r = config.check(req);
-        if r.is_err() {
+        if let Err(e) = &r {
             metrics::counter!("rocktor_auth_failures_total").increment(1);
+            if self.first_in_a_minute(req.remote) {
+                tracing::warn!(remote = %req.remote, error = %e, "request refused by ACL (logged once a minute per address)");
+            }
         }
         r
     }
