@@ -82,18 +82,7 @@ fn acl(c: &mut Criterion) {
     )
     .expect("ACL");
     let mut cmd = send_request(false);
-    cmd.ext.insert("AccessKey", "PubAK");
-    let fields: Vec<(String, String)> = cmd
-        .ext
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let sig = rocktor_actors::auth::sign("pub-secret", &refs, &cmd.body);
-    cmd.ext.insert("Signature", sig.as_str());
+    rocktor::client::sign_request(&mut cmd, "PubAK", "pub-secret");
     let mut g = c.benchmark_group("acl");
     g.throughput(Throughput::Elements(1));
     g.bench_function("verify_send_1k", |b| {
@@ -102,7 +91,6 @@ fn acl(c: &mut Criterion) {
                 remote: LOCALHOST,
                 access_key: cmd.ext.get("AccessKey"),
                 signature: cmd.ext.get("Signature"),
-                security_token: None,
                 fields: cmd.ext.iter().collect(),
                 body: &cmd.body,
                 admin_only: false,

@@ -20,27 +20,35 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Reloads the file into `auth` whenever its modification time changes.
+/// Reloads the file into `auth` whenever its modification time changes. File-system calls
+/// block, so each look runs on the blocking pool.
 pub fn watch(path: PathBuf, auth: Arc<Authenticator>) {
     actix::spawn(async move {
-        let mut seen = modified(&path);
+        let p = path.clone();
+        let mut seen = tokio::task::spawn_blocking(move || modified(&p))
+            .await
+            .ok()
+            .flatten();
         loop {
             tokio::time::sleep(RELOAD_CHECK).await;
-            let now = modified(&path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
             let p = path.clone();
-            match tokio::task::spawn_blocking(move || load(&p)).await {
-                Ok(Ok(config)) => {
+            let look = tokio::task::spawn_blocking(move || {
+                let now = modified(&p);
+                (now != seen).then(|| (now, load(&p)))
+            })
+            .await;
+            let Ok(Some((now, loaded))) = look else {
+                continue;
+            };
+            seen = now;
+            match loaded {
+                Ok(config) => {
                     tracing::info!(accounts = config.accounts.len(), file = %path.display(), "ACL file reloaded");
                     auth.replace(config);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(error = %e, "ACL file not reloaded; the accounts in force stay")
                 }
-                Err(_) => {}
             }
         }
     });

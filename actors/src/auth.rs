@@ -1,8 +1,8 @@
 //! Access control, the domain side (issue #11, first part): Apache's ACL 1.0 accounts
 //! (`plain_acl.yml`), IP allow lists, the `AccessKey`/`Signature` check (Base64 HmacSHA1 over
 //! the sorted field values, then the body) and the permission decision, for every front end to
-//! call with the credentials its protocol carries. Pure: no actor, no storage, no wire format.
-//! Not wired into a front end yet.
+//! call with the credentials its protocol carries (remoting: `src/remoting/handlers/access.rs`;
+//! HTTP and gRPC when they land). Pure: no actor, no storage, no wire format.
 
 use hmac::{KeyInit, Mac};
 use std::collections::HashMap;
@@ -183,7 +183,6 @@ pub struct AccessRequest<'a> {
     pub remote: IpAddr,
     pub access_key: Option<&'a str>,
     pub signature: Option<&'a str>,
-    pub security_token: Option<&'a str>,
     /// Every signed field (name, value), the signature's own field excluded or not.
     pub fields: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
@@ -219,33 +218,32 @@ const FIELD_UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 /// ACL 1.0's signature: Base64(HmacSHA1(secret, the field values sorted by name, then body)).
 pub fn sign(secret: &str, fields: &[(&str, &str)], body: &[u8]) -> String {
     use base64::Engine;
-    let mut sorted: Vec<&(&str, &str)> = fields
+    let signed: Vec<(&str, &str)> = fields
         .iter()
+        .copied()
         .filter(|(k, _)| *k != FIELD_SIGNATURE)
         .collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let Ok(mut mac) = HmacSha1::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    for (_, v) in sorted {
-        mac.update(v.as_bytes());
+    match mac_over(secret, &signed, body) {
+        Some(mac) => base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
+        None => String::new(),
     }
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Checks a signature in constant time over the content some field set gives.
 fn signature_matches(secret: &str, fields: &[(&str, &str)], body: &[u8], provided: &[u8]) -> bool {
+    mac_over(secret, fields, body).is_some_and(|mac| mac.verify_slice(provided).is_ok())
+}
+
+/// HmacSHA1 keyed by the secret over the field values sorted by name, then the body.
+fn mac_over(secret: &str, fields: &[(&str, &str)], body: &[u8]) -> Option<HmacSha1> {
     let mut sorted: Vec<&(&str, &str)> = fields.iter().collect();
     sorted.sort_by_key(|(k, _)| *k);
-    let Ok(mut mac) = HmacSha1::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
+    let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).ok()?;
     for (_, v) in sorted {
         mac.update(v.as_bytes());
     }
     mac.update(body);
-    mac.verify_slice(provided).is_ok()
+    Some(mac)
 }
 
 impl AclConfig {
@@ -351,9 +349,15 @@ impl AclConfig {
             return Ok(());
         }
         for (resource, needed) in &req.resources {
+            let mut needed = *needed;
             let (what, name, owned) = match resource {
+                // A retry topic is its group's: the group's consumers write their retries to
+                // it, so a send there needs SUB on the group, as Apache decides.
                 Resource::Topic(t) => match t.strip_prefix(crate::model::RETRY_PREFIX) {
-                    Some(g) => ("group", g, group_perm(account, g)),
+                    Some(g) => {
+                        needed = Perm::SUB;
+                        ("group", g, group_perm(account, g))
+                    }
                     None => (
                         "topic",
                         t.as_str(),
@@ -369,7 +373,7 @@ impl AclConfig {
                     ("group", g, group_perm(account, g))
                 }
             };
-            if !owned.allows(*needed) {
+            if !owned.allows(needed) {
                 return Err(AuthError::Denied {
                     account: ak.to_string(),
                     what,
@@ -537,7 +541,6 @@ accounts:
             remote: ip("172.16.0.5"),
             access_key: Some(ak),
             signature: Some(sig),
-            security_token: None,
             fields: fields.to_vec(),
             body: b"body",
             admin_only: false,
@@ -643,6 +646,10 @@ accounts:
         assert!(need(Resource::Group("groupA".into()), Perm::SUB).is_err());
         assert!(need(Resource::Topic("%RETRY%groupB".into()), Perm::PUB).is_ok());
         assert!(need(Resource::Topic("%RETRY%groupA".into()), Perm::PUB).is_err());
+        assert!(
+            need(Resource::Topic("%RETRY%any".into()), Perm::PUB).is_ok(),
+            "a retry send needs the group's SUB"
+        );
         // Admin-only codes; the admin account may do anything.
         let mut admin = signed("RocketMQ", &sig, &fields, vec![]);
         admin.admin_only = true;

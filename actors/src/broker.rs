@@ -283,13 +283,7 @@ impl BrokerActor {
         batch: AppendBatch,
     ) -> impl std::future::Future<Output = Result<(), BrokerError>> {
         let rx = self.writer.submit(batch);
-        async move {
-            match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-            }
-        }
+        async move { crate::error::written(rx.await).map(|_| ()) }
     }
 
     fn register_all(&self) {
@@ -358,6 +352,20 @@ impl TopicSpec {
             attributes: BTreeMap::new(),
         }
     }
+
+    /// The stored configuration of a topic made from this spec under `id`.
+    pub fn into_config(self, id: u32) -> TopicConfig {
+        TopicConfig {
+            name: self.name,
+            id,
+            read_queues: self.read_queues,
+            write_queues: self.write_queues,
+            perm: self.perm,
+            topic_sys_flag: self.topic_sys_flag,
+            order: self.order,
+            attributes: self.attributes,
+        }
+    }
 }
 
 /// Creates a topic or updates its queue counts and permissions.
@@ -408,17 +416,7 @@ impl Handler<CreateTopic> for BrokerActor {
                 id
             }
         };
-        let s = msg.spec;
-        let config = TopicConfig {
-            name: s.name,
-            id,
-            read_queues: s.read_queues,
-            write_queues: s.write_queues,
-            perm: s.perm,
-            topic_sys_flag: s.topic_sys_flag,
-            order: s.order,
-            attributes: s.attributes,
-        };
+        let config = msg.spec.into_config(id);
         let encoded = match encode_meta(&config) {
             Ok(v) => v,
             Err(e) => return atomic_ready(Err(e)),

@@ -70,3 +70,29 @@ impl From<actix::MailboxError> for BrokerError {
 }
 
 pub type BrokerResult<T> = Result<T, BrokerError>;
+
+/// The outcome of a writer submission, once its receiver answered: the durable batch, or why
+/// it was not written.
+pub(crate) fn written(
+    r: Result<
+        rocktor_storage::Result<rocktor_storage::AppendDone>,
+        tokio::sync::oneshot::error::RecvError,
+    >,
+) -> BrokerResult<rocktor_storage::AppendDone> {
+    match r {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
+    }
+}
+
+/// Runs blocking store work (RocksDB reads, file-system calls) on the blocking pool, never on
+/// an actor's thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> rocktor_storage::Result<T> + Send + 'static,
+) -> BrokerResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Storage(e.to_string()))?
+        .map_err(BrokerError::from)
+}

@@ -43,16 +43,7 @@ impl TopicConfig {
     /// A readable, writable one-queue topic with id 1 (unit tests).
     #[cfg(test)]
     pub(crate) fn for_test(name: &str) -> Self {
-        TopicConfig {
-            name: name.into(),
-            id: 1,
-            read_queues: 1,
-            write_queues: 1,
-            perm: PERM_READ | PERM_WRITE,
-            topic_sys_flag: 0,
-            order: false,
-            attributes: BTreeMap::new(),
-        }
+        crate::broker::TopicSpec::single_queue(name).into_config(1)
     }
 
     /// Queues to run: the larger of read and write, never above `MAX_QUEUES` (a config stored
@@ -211,11 +202,18 @@ pub fn check_message_type(
     )))
 }
 
-/// Topic attribute keys an admin may set, with their allowed values (None: any value).
-const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 4] = [
+/// The values a topic attribute takes.
+enum AttributeValues {
+    OneOf(&'static [&'static str]),
+    /// A positive whole number (milliseconds).
+    PositiveMs,
+}
+
+/// Topic attribute keys an admin may set, with their allowed values.
+const TOPIC_ATTRIBUTES: [(&str, AttributeValues); 4] = [
     (
         ATTR_MESSAGE_TYPE,
-        Some(&[
+        AttributeValues::OneOf(&[
             "UNSPECIFIED",
             "NORMAL",
             "FIFO",
@@ -224,10 +222,19 @@ const TOPIC_ATTRIBUTES: [(&str, Option<&[&str]>); 4] = [
             "MIXED",
         ]),
     ),
-    ("queue.type", Some(&["BatchCQ", "SimpleCQ"])),
-    ("cleanup.policy", Some(&["DELETE", "COMPACTION"])),
+    (
+        "queue.type",
+        AttributeValues::OneOf(&["BatchCQ", "SimpleCQ"]),
+    ),
+    (
+        "cleanup.policy",
+        AttributeValues::OneOf(&["DELETE", "COMPACTION"]),
+    ),
     // A topic's own, shorter retention in ms (a positive whole number; see `retention`).
-    (crate::retention::ATTR_RETENTION_MS, None),
+    (
+        crate::retention::ATTR_RETENTION_MS,
+        AttributeValues::PositiveMs,
+    ),
 ];
 
 /// Applies Apache's attribute changes (`+key=value` sets, `-key` removes, comma-separated) to
@@ -260,7 +267,7 @@ pub fn apply_topic_attributes(
             ));
         };
         let value = match allowed {
-            Some(values) => match values.iter().find(|v| v.eq_ignore_ascii_case(value)) {
+            AttributeValues::OneOf(values) => match values.iter().find(|v| v.eq_ignore_ascii_case(value)) {
                 Some(v) => v.to_string(),
                 None => {
                     return Err(format!(
@@ -269,7 +276,7 @@ pub fn apply_topic_attributes(
                     ))
                 }
             },
-            None if key == crate::retention::ATTR_RETENTION_MS => match value.parse::<u64>() {
+            AttributeValues::PositiveMs => match value.parse::<u64>() {
                 Ok(ms) if ms > 0 => ms.to_string(),
                 _ => {
                     return Err(format!(
@@ -277,7 +284,6 @@ pub fn apply_topic_attributes(
                     ))
                 }
             },
-            None => value.to_string(),
         };
         out.insert(key.to_string(), value);
     }

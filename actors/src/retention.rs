@@ -32,7 +32,7 @@
 //! Apache: a pull skips a record that is gone.
 
 use crate::broker::Registry;
-use crate::error::BrokerError;
+use crate::error::{blocking, BrokerError};
 use crate::scheduler::{Clock, Rehome, Scheduler};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -241,21 +241,8 @@ struct PassInput {
     now: i64,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, rocktor_storage::StorageError> + Send + 'static,
-) -> Result<T, BrokerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BrokerError::Storage(e.to_string()))?
-        .map_err(BrokerError::from)
-}
-
 async fn submit(writer: &Writer, batch: AppendBatch) -> Result<(), BrokerError> {
-    match writer.try_submit(batch)?.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-    }
+    crate::error::written(writer.try_submit(batch)?.await).map(|_| ())
 }
 
 /// One pass; answers its report and what the next pass needs.
@@ -558,33 +545,13 @@ impl Handler<RetentionStatus> for Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::IncomingMessage;
     use crate::service::{PullRequest, SendRequest};
     use crate::topic_queue::PullStatus;
     use crate::{BrokerContext, BrokerSettings, TopicSpec};
     use bytes::Bytes;
-    use std::net::SocketAddr;
 
     fn send(topic: &str, props: &str) -> SendRequest {
-        SendRequest {
-            producer_group: "PG".into(),
-            topic: topic.into(),
-            default_topic: None,
-            default_topic_queues: 1,
-            queue_id: 0,
-            messages: vec![IncomingMessage {
-                body: Bytes::from(vec![7u8; 512]),
-                flag: 0,
-                properties: props.into(),
-                sys_flag: 0,
-                born_timestamp: 1,
-                born_host: SocketAddr::from(([127, 0, 0, 1], 1)),
-                reconsume_times: 0,
-            }],
-            max_reconsume_times: None,
-            batch: false,
-            connection_id: None,
-        }
+        SendRequest::for_test(topic, Bytes::from(vec![7u8; 512]), props)
     }
 
     /// A broker whose disk use is whatever `used_ppm` says, with passes run by hand.

@@ -19,7 +19,7 @@
 //! flight, rounds skip the entry.
 
 use crate::broker::Registry;
-use crate::error::BrokerError;
+use crate::error::{blocking, BrokerError};
 use crate::message::{encode_record, from_record, PreparedMessage, DELAY_PROPERTIES};
 use crate::topic_queue::Append;
 use actix::prelude::*;
@@ -121,12 +121,7 @@ impl Scheduler {
         // Until the scan says otherwise: entries scheduled from now on lower it again.
         self.next_due = i64::MAX;
         let (store, floor) = (self.store.clone(), self.floor_ms);
-        let scan = async move {
-            tokio::task::spawn_blocking(move || store.due_timers(floor, now, ROUND))
-                .await
-                .map_err(|e| BrokerError::Storage(e.to_string()))?
-                .map_err(BrokerError::from)
-        };
+        let scan = blocking(move || store.due_timers(floor, now, ROUND));
         scan.into_actor(self)
             .then(move |due, act, _| {
                 let (fut, next) = match due {
@@ -323,7 +318,7 @@ impl Handler<Cancel> for Scheduler {
         }
         let store = self.store.clone();
         let find = async move {
-            let found = tokio::task::spawn_blocking(move || {
+            let found = blocking(move || {
                 store.find_timer_at(msg.due_ms, CANCEL_SCAN, |topic, record| {
                     topic == msg.topic
                         && record::decode(record).is_ok_and(|(r, _)| {
@@ -332,8 +327,7 @@ impl Handler<Cancel> for Scheduler {
                         })
                 })
             })
-            .await
-            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+            .await?;
             Ok::<_, BrokerError>(found)
         };
         Box::pin(find.into_actor(self).then(|found, act, _| {
@@ -363,11 +357,7 @@ impl Handler<Cancel> for Scheduler {
                 let mut batch = AppendBatch::default();
                 batch.deletes.push((cf::TIMER, t.key.clone()));
                 let r = match writer.try_submit(batch) {
-                    Ok(rx) => match rx.await {
-                        Ok(Ok(_)) => Ok(seq),
-                        Ok(Err(e)) => Err(e.into()),
-                        Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-                    },
+                    Ok(rx) => crate::error::written(rx.await).map(|_| seq),
                     Err(e) => Err(e.into()),
                 };
                 match &r {
@@ -427,11 +417,9 @@ impl Handler<Rehome> for Scheduler {
         );
         Box::pin(async move {
             let s2 = store.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                s2.timers_below(msg.below, now + REHOME_MARGIN_MS, REHOME_LIMIT)
-            })
-            .await
-            .map_err(|e| BrokerError::Storage(e.to_string()))??;
+            let found =
+                blocking(move || s2.timers_below(msg.below, now + REHOME_MARGIN_MS, REHOME_LIMIT))
+                    .await?;
             let mut out = RehomeOutcome {
                 hold: found.hold,
                 lowest: found.lowest,
@@ -463,7 +451,7 @@ impl Handler<Rehome> for Scheduler {
                 }
                 let s2 = store.clone();
                 let keys: Vec<Option<u64>> = claimed.iter().map(|(_, s)| *s).collect();
-                let records = tokio::task::spawn_blocking(move || {
+                let records = blocking(move || {
                     keys.into_iter()
                         .map(|s| {
                             s.map(|s| s2.read_record(s))
@@ -472,9 +460,7 @@ impl Handler<Rehome> for Scheduler {
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })
-                .await
-                .map_err(|e| BrokerError::Storage(e.to_string()))
-                .and_then(|r| r.map_err(BrokerError::from));
+                .await;
                 let mut batch = AppendBatch::default();
                 if let Ok(records) = &records {
                     for ((t, seq), record) in claimed.iter().zip(records) {
@@ -644,13 +630,7 @@ impl Handler<Schedule> for Scheduler {
             ..Default::default()
         });
         let due = msg.due_ms;
-        let written = async move {
-            match rx?.await {
-                Ok(Ok(done)) => Ok(done.seqs),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-            }
-        };
+        let written = async move { crate::error::written(rx?.await).map(|done| done.seqs) };
         Box::pin(written.into_actor(self).map(move |r, act, _| {
             // Again once the entry is durable: a round that started and scanned before the
             // write landed must not leave the floor above it.
@@ -706,6 +686,16 @@ mod tests {
     use crate::topic_queue::{QueueLimits, QueueStats, TopicQueue};
     use bytes::Bytes;
     use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// One message with this body for queue 0 of "T", due at `due_ms`.
+    fn at(due_ms: i64, body: &'static [u8]) -> Schedule {
+        Schedule {
+            topic: "T".into(),
+            queue_id: 0,
+            messages: vec![msg(body)],
+            due_ms,
+        }
+    }
 
     fn msg(body: &'static [u8]) -> PreparedMessage {
         prepare(
@@ -810,12 +800,6 @@ mod tests {
             claims,
             sched,
         } = fixture();
-        let at = |due_ms: i64, body: &'static [u8]| Schedule {
-            topic: "T".into(),
-            queue_id: 0,
-            messages: vec![msg(body)],
-            due_ms,
-        };
         let near = sched.send(at(t0 + 1_000, b"near")).await.unwrap().unwrap()[0];
         let far_msg = msg(b"far");
         let far_id = far_msg.uniq_key.clone();
@@ -904,12 +888,6 @@ mod tests {
             sched,
             ..
         } = fixture();
-        let at = |due_ms: i64, body: &'static [u8]| Schedule {
-            topic: "T".into(),
-            queue_id: 0,
-            messages: vec![msg(body)],
-            due_ms,
-        };
         sched.send(at(t0 + 100, b"a")).await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(stats.max(), 0, "not due yet");

@@ -712,11 +712,7 @@ impl TopicQueue {
         };
         let queue_id = self.queue_id;
         ctx.spawn(rx.into_actor(self).map(move |res, act, ctx| {
-            let mut done = match res {
-                Ok(Ok(done)) => Ok(done),
-                Ok(Err(e)) => Err(BrokerError::from(e)),
-                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-            };
+            let mut done = crate::error::written(res);
             for w in waiters {
                 let result = match &mut done {
                     Ok(d) => {

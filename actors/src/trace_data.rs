@@ -102,6 +102,7 @@ pub enum TraceRecord {
     Recall(RecallTrace),
 }
 
+#[cfg(test)]
 impl TraceRecord {
     /// The id of the message the record is about (its UNIQ_KEY).
     pub fn msg_id(&self) -> &str {
@@ -115,18 +116,10 @@ impl TraceRecord {
     }
 }
 
-/// Decodes a trace message's body; records that do not parse are skipped (a trace is a
-/// client's report: one bad record must not hide the others).
-pub fn decode(body: &str) -> Vec<TraceRecord> {
-    body.split(RECORD_SEPARATOR)
-        .filter(|r| !r.trim().is_empty())
-        .filter_map(|r| decode_record(r.trim_start_matches(['\n', '\r'])))
-        .collect()
-}
-
-/// The records of a body about `msg_id` only, at most `limit`: a record's id is looked at
-/// before anything of it is built, so a large body about other messages costs a scan, not
-/// memory.
+/// The records of a trace message's body about `msg_id`, at most `limit`: a record's id is
+/// looked at before anything of it is built, so a large body about other messages costs a
+/// scan, not memory. Records that do not parse are skipped (a trace is a client's report: one
+/// bad record must not hide the others).
 pub fn decode_for(body: &str, msg_id: &str, limit: usize) -> Vec<TraceRecord> {
     let mut out = Vec::new();
     for r in body.split(RECORD_SEPARATOR) {
@@ -310,7 +303,7 @@ mod tests {
             ]),
         ]
         .concat();
-        let r = decode(&body);
+        let r = decode_for(&body, "ID1", usize::MAX);
         assert_eq!(r.len(), 5);
         let TraceRecord::Pub(p) = &r[0] else { panic!() };
         assert_eq!((p.group.as_str(), p.cost_ms, p.success), ("PG", 3, true));
@@ -366,7 +359,7 @@ mod tests {
             "\u{2}\u{2}".to_string(),
         ]
         .concat();
-        let r = decode(&body);
+        let r = decode_for(&body, "ID", usize::MAX);
         assert_eq!(r.len(), 2);
         let TraceRecord::Pub(p) = &r[0] else { panic!() };
         assert!(!p.success && p.offset_msg_id.is_empty() && p.client_host.is_none());

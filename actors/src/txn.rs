@@ -299,16 +299,13 @@ impl TxnChecker {
                 return;
             }
         };
-        let written =
-            async move {
-                match rx.await {
-                    Ok(Ok(done)) => done.seqs.first().copied().ok_or_else(|| {
-                        BrokerError::Storage("no sequence for the half message".into())
-                    }),
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-                }
-            };
+        let written = async move {
+            crate::error::written(rx.await)?
+                .seqs
+                .first()
+                .copied()
+                .ok_or_else(|| BrokerError::Storage("no sequence for the half message".into()))
+        };
         ctx.spawn(written.into_actor(self).map(move |r, act, _| {
             if let Ok(seq) = r {
                 let size = cached_size(&committed_form);
@@ -447,13 +444,7 @@ impl TxnChecker {
             deletes: vec![(cf::TXN, keys::txn_key(seq).to_vec())],
             ..Default::default()
         });
-        async move {
-            match rx?.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(BrokerError::Storage("the storage writer stopped".into())),
-            }
-        }
+        async move { crate::error::written(rx?.await).map(|_| ()) }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {

@@ -273,19 +273,6 @@ impl Store {
             None => Ok(None),
         }
     }
-
-    /// What the column families hold on disk (live SST files), in bytes.
-    pub fn live_sst_bytes(&self) -> Result<u64> {
-        let mut total = 0u64;
-        for name in cf::ALL {
-            let h = self.handle(name)?;
-            total += self
-                .db()
-                .property_int_value_cf(h, "rocksdb.live-sst-files-size")?
-                .unwrap_or(0);
-        }
-        Ok(total)
-    }
 }
 
 #[cfg(test)]

@@ -26,21 +26,8 @@ accounts:
     groupPerms: [ "AclG=SUB" ]
 "#;
 
-/// Signs a request as the client hooks do: AccessKey in, then Signature over the sorted values
-/// and the body.
 fn signed(mut cmd: RemotingCommand, ak: &str, sk: &str) -> RemotingCommand {
-    cmd.ext.insert("AccessKey", ak);
-    let fields: Vec<(String, String)> = cmd
-        .ext
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let refs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let sig = rocktor_actors::auth::sign(sk, &refs, &cmd.body);
-    cmd.ext.insert("Signature", sig.as_str());
+    rocktor::client::sign_request(&mut cmd, ak, sk);
     cmd
 }
 

@@ -53,11 +53,7 @@ async fn query_by_key_unique_key_and_offset() {
             "--msg-keys",
             &keys,
         ]);
-        let s = recs
-            .into_iter()
-            .find(|r| r["event"] == "sent")
-            .expect("a sent record");
-        sent.push(s["msg_id"].as_str().expect("a unique key").to_string());
+        sent.push(sent_id(&recs));
     }
     let r = c
         .request(query_req("QueryT", "own-1", false, 64), TIMEOUT)
@@ -156,12 +152,7 @@ async fn admin_cli_queries_and_traces() {
         "--trace",
         "1",
     ]);
-    let id = sent
-        .iter()
-        .find(|r| r["event"] == "sent")
-        .and_then(|r| r["msg_id"].as_str())
-        .expect("sent")
-        .to_string();
+    let id = sent_id(&sent);
     run_rs(&[
         "consume",
         "--namesrv",
@@ -308,14 +299,7 @@ async fn delivery_status_per_group() {
     // Offsets reach the group actors asynchronously; the status reads them from there.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let status = |id: &str| {
-        let (code, body) = http(
-            b.http,
-            "GET",
-            &format!("/api/topics/DelT/messages/{id}/delivery"),
-            None,
-        );
-        assert_eq!(code, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let v = http_json(b.http, &format!("/api/topics/DelT/messages/{id}/delivery"));
         v["groups"]
             .as_array()
             .unwrap()
@@ -380,14 +364,7 @@ async fn messages_by_store_time() {
         c.request(send(i), TIMEOUT).await.unwrap();
     }
     let list = |q: String| {
-        let (code, body) = http(
-            b.http,
-            "GET",
-            &format!("/api/topics/TimeT/messages?{q}"),
-            None,
-        );
-        assert_eq!(code, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let v = http_json(b.http, &format!("/api/topics/TimeT/messages?{q}"));
         v["messages"]
             .as_array()
             .unwrap()

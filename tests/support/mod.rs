@@ -413,6 +413,23 @@ pub fn parse_rs(stdout: &str, args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The message id (UNIQ_KEY) of the first `sent` record of a Rust client run.
+pub fn sent_id(records: &[serde_json::Value]) -> String {
+    records
+        .iter()
+        .find(|r| r["event"] == "sent")
+        .and_then(|r| r["msg_id"].as_str())
+        .expect("a sent record with its id")
+        .to_string()
+}
+
+/// GET `path`, which must answer 200 with JSON.
+pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http(addr, "GET", path, None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).expect("a JSON answer")
+}
+
 /// The PyPI rocketmq 0.4.4 interpreter set up by scripts/test (ROCKTOR_PYTHON), if any.
 pub fn python_client() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("ROCKTOR_PYTHON") {

@@ -10,23 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn trace(b: &BrokerProc, msg_id: &str) -> Value {
-    let (status, body) = http(
-        b.http,
-        "GET",
-        &format!("/api/messages/{msg_id}/trace"),
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("trace JSON")
-}
-
-fn sent_id(records: &[Value]) -> String {
-    records
-        .iter()
-        .find(|r| r["event"] == "sent")
-        .and_then(|r| r["msg_id"].as_str())
-        .expect("a sent record with its id")
-        .to_string()
+    http_json(b.http, &format!("/api/messages/{msg_id}/trace"))
 }
 
 /// Polls the trace until `done` holds (trace records arrive in batches, up to a second late).

@@ -19,6 +19,32 @@ pub struct SendRequest {
     pub connection_id: Option<u64>,
 }
 
+#[cfg(test)]
+impl SendRequest {
+    /// One message to queue 0 of `topic` from group PG (unit tests).
+    pub(crate) fn for_test(topic: &str, body: Bytes, props: &str) -> SendRequest {
+        SendRequest {
+            producer_group: "PG".into(),
+            topic: topic.into(),
+            default_topic: None,
+            default_topic_queues: 1,
+            queue_id: 0,
+            messages: vec![IncomingMessage {
+                body,
+                flag: 0,
+                properties: props.into(),
+                sys_flag: 0,
+                born_timestamp: 1,
+                born_host: SocketAddr::from(([127, 0, 0, 1], 1)),
+                reconsume_times: 0,
+            }],
+            max_reconsume_times: None,
+            batch: false,
+            connection_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SendResult {
     pub queue_id: u32,

@@ -102,7 +102,8 @@ pub const STATE_COMMITTED: &str = "Transaction Committed";
 pub const STATE_ROLLED_BACK: &str = "Message Rolled Back";
 pub const STATE_CHECK_EXHAUSTED: &str = "Transaction Check Exhausted";
 
-fn stored_view(seq: u64, bytes: &Bytes) -> Option<StoredMessage> {
+/// A stored record as a trace shows it; its commit-log offset is the one the writer patched in.
+fn stored_view(bytes: &Bytes) -> Option<StoredMessage> {
     let (rec, _) = rocktor_storage::record::decode(bytes).ok()?;
     let [tags, keys] = properties::lookup(
         &rec.properties,
@@ -112,7 +113,7 @@ fn stored_view(seq: u64, bytes: &Bytes) -> Option<StoredMessage> {
         topic: rec.topic.clone(),
         queue_id: rec.queue_id,
         queue_offset: rec.queue_offset,
-        commit_log_offset: seq,
+        commit_log_offset: rec.physical_offset.max(0) as u64,
         store_time_ms: rec.store_timestamp,
         store_host: rec.store_host.to_string(),
         born_time_ms: rec.born_timestamp,
@@ -124,17 +125,10 @@ fn stored_view(seq: u64, bytes: &Bytes) -> Option<StoredMessage> {
     })
 }
 
-fn physical(bytes: &Bytes) -> u64 {
-    rocktor_storage::record::decode(bytes)
-        .map(|(r, _)| r.physical_offset.max(0) as u64)
-        .unwrap_or(0)
-}
-
-/// A record the broker holds back under a message id: its sequence, topic (the scheduled
+/// A record the broker holds back under a message id: its topic (the scheduled
 /// destination, or the half-message topic) and record, and whether it still waits (a pending
 /// transaction outcome, a timer entry not yet due).
 pub(super) struct Held {
-    seq: u64,
     pub(super) topic: String,
     record: Bytes,
     txn_pending: bool,
@@ -316,7 +310,7 @@ impl BrokerContext {
     pub(super) async fn held_records(&self, msg_id: &str) -> BrokerResult<Vec<Held>> {
         let store = self.store.clone();
         let id = msg_id.to_string();
-        tokio::task::spawn_blocking(move || {
+        crate::error::blocking(move || {
             let prefix = keys::index_prefix(keys::HELD_TOPIC_ID, &id);
             let mut out = Vec::new();
             for seq in store.index_newest(&prefix, HELD_SCAN)? {
@@ -335,18 +329,15 @@ impl BrokerContext {
                     None => false,
                 };
                 out.push(Held {
-                    seq,
                     topic: rec.topic.clone(),
                     record,
                     txn_pending,
                     timer_pending,
                 });
             }
-            Ok::<_, rocktor_storage::StorageError>(out)
+            Ok(out)
         })
         .await
-        .map_err(|e| BrokerError::Storage(format!("trace task failed: {e}")))?
-        .map_err(BrokerError::from)
     }
 
     /// The broker's state label and the held record of a message that is, or was, held back.
@@ -361,7 +352,7 @@ impl BrokerContext {
             let Ok((rec, _)) = rocktor_storage::record::decode(&h.record) else {
                 continue;
             };
-            let Some(view) = stored_view(h.seq, &h.record) else {
+            let Some(view) = stored_view(&h.record) else {
                 continue;
             };
             if rec.topic == crate::txn::HALF_TOPIC {
@@ -415,10 +406,7 @@ impl BrokerContext {
         max: usize,
     ) -> BrokerResult<Vec<StoredMessage>> {
         let found = self.records_by_id(topic, msg_id, max).await?;
-        let mut out: Vec<StoredMessage> = found
-            .iter()
-            .filter_map(|b| stored_view(physical(b), b))
-            .collect();
+        let mut out: Vec<StoredMessage> = found.iter().filter_map(stored_view).collect();
         out.sort_by_key(|s| s.commit_log_offset);
         Ok(out)
     }

@@ -92,23 +92,12 @@ mod tests {
 
     fn half(body: &'static [u8]) -> SendRequest {
         SendRequest {
-            producer_group: "PG".into(),
-            topic: "T".into(),
-            default_topic: None,
-            default_topic_queues: 1,
-            queue_id: 0,
-            messages: vec![IncomingMessage {
-                body: Bytes::from_static(body),
-                flag: 0,
-                properties: "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PG\u{2}".into(),
-                sys_flag: 0,
-                born_timestamp: 1,
-                born_host: SocketAddr::from(([127, 0, 0, 1], 1)),
-                reconsume_times: 0,
-            }],
-            max_reconsume_times: None,
-            batch: false,
             connection_id: Some(7),
+            ..SendRequest::for_test(
+                "T",
+                Bytes::from_static(body),
+                "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}PG\u{2}",
+            )
         }
     }
 

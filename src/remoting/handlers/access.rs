@@ -30,9 +30,9 @@ fn resources(req: &RemotingCommand) -> Vec<(Resource, Perm)> {
         }
     };
     match req.code {
-        rq::SEND_MESSAGE => send(&mut need, topic("topic")),
+        rq::SEND_MESSAGE => need(topic("topic"), Perm::PUB),
         rq::SEND_MESSAGE_V2 | rq::SEND_BATCH_MESSAGE => {
-            send(&mut need, topic("b").or_else(|| topic("topic")))
+            need(topic("b").or_else(|| topic("topic")), Perm::PUB)
         }
         rq::CONSUMER_SEND_MSG_BACK => need(group("group"), Perm::SUB),
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => {
@@ -61,16 +61,6 @@ fn resources(req: &RemotingCommand) -> Vec<(Resource, Perm)> {
     out
 }
 
-/// A send needs PUB on its topic; a send to a retry topic needs SUB on its group.
-fn send(need: &mut impl FnMut(Option<Resource>, Perm), topic: Option<Resource>) {
-    match topic {
-        Some(Resource::Topic(t)) if t.starts_with(rocktor_actors::model::RETRY_PREFIX) => {
-            need(Some(Resource::Topic(t)), Perm::SUB)
-        }
-        t => need(t, Perm::PUB),
-    }
-}
-
 /// None when the request may go on; otherwise the NO_PERMISSION answer.
 pub fn refuse(b: &BrokerContext, remote: IpAddr, req: &RemotingCommand) -> Option<RemotingCommand> {
     if !b.auth.enabled() {
@@ -81,7 +71,6 @@ pub fn refuse(b: &BrokerContext, remote: IpAddr, req: &RemotingCommand) -> Optio
         remote,
         access_key: req.ext.get("AccessKey"),
         signature: req.ext.get("Signature"),
-        security_token: req.ext.get("SecurityToken"),
         fields,
         body: &req.body,
         admin_only: ADMIN_ONLY.contains(&req.code),

@@ -208,6 +208,16 @@ impl MessageListenerOrderly for Orderly {
     }
 }
 
+/// Waits until `--expect` messages were seen, or `--timeout` seconds passed.
+async fn wait_seen(seen: &AtomicUsize, a: &Args) -> Result<(), String> {
+    let expect = a.num("expect", usize::MAX)?;
+    let until = Instant::now() + Duration::from_secs(a.num("timeout", 60u64)?);
+    while seen.load(Ordering::SeqCst) < expect && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     let seen = Arc::new(AtomicUsize::new(0));
     let mut c = DefaultMQPushConsumer::builder(rt)
@@ -226,11 +236,7 @@ async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     });
     c.start().await.map_err(|e| format!("start: {e:?}"))?;
     emit(json!({"event": "started", "t": now_ms()}));
-    let expect = a.num("expect", usize::MAX)?;
-    let until = Instant::now() + Duration::from_secs(a.num("timeout", 60u64)?);
-    while seen.load(Ordering::SeqCst) < expect && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_seen(&seen, a).await?;
     c.shutdown().await;
     Ok(format!("OK seen={}", seen.load(Ordering::SeqCst)))
 }
@@ -343,11 +349,7 @@ async fn consume(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     });
     c.start().await.map_err(|e| format!("start: {e:?}"))?;
     emit(json!({"event": "started", "t": now_ms()}));
-    let expect = a.num("expect", usize::MAX)?;
-    let until = Instant::now() + Duration::from_secs(a.num("timeout", 60u64)?);
-    while seen.load(Ordering::SeqCst) < expect && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_seen(&seen, a).await?;
     // Time for the last answer (and its trace) to reach the broker.
     tokio::time::sleep(Duration::from_secs(a.num("linger", 2u64)?)).await;
     c.shutdown().await;
