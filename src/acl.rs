@@ -2,7 +2,7 @@
 //! changes (checked every few seconds), without a restart. A file that no longer parses keeps
 //! the accounts in force and says why in the log.
 
-use rocktor_actors::auth::{AclConfig, Authenticator};
+use rocktor_actors::auth::{AclSource, Authenticator};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 /// How often the file's modification time is looked at.
 const RELOAD_CHECK: Duration = Duration::from_secs(5);
 
-pub fn load(path: &Path) -> Result<AclConfig, String> {
+pub fn load(path: &Path) -> Result<AclSource, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    AclConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    AclSource::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -44,7 +44,7 @@ pub fn watch(path: PathBuf, auth: Arc<Authenticator>) {
             match loaded {
                 Ok(config) => {
                     tracing::info!(accounts = config.accounts.len(), file = %path.display(), "ACL file reloaded");
-                    auth.replace(config);
+                    auth.replace_file(config);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "ACL file not reloaded; the accounts in force stay")

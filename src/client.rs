@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -46,7 +46,45 @@ impl RemotingClient {
             .await
             .map_err(|e| ClientError::Connect(addr, e))?;
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        Ok(Self::start(addr, rd, wr))
+    }
+
+    /// Connects over TLS, checking the server's certificate against `config`'s roots for
+    /// `server_name` (e.g. "localhost").
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> Result<(RemotingClient, mpsc::UnboundedReceiver<RemotingCommand>), ClientError> {
+        let name =
+            rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| {
+                ClientError::Connect(
+                    addr,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                )
+            })?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Connect(addr, e))?;
+        let _ = stream.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| ClientError::Connect(addr, e))?;
+        let (rd, wr) = tokio::io::split(tls);
+        Ok(Self::start(addr, rd, wr))
+    }
+
+    fn start<R, W>(
+        addr: SocketAddr,
+        mut rd: R,
+        mut wr: W,
+    ) -> (RemotingClient, mpsc::UnboundedReceiver<RemotingCommand>)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
@@ -61,7 +99,7 @@ impl RemotingClient {
                         break;
                     }
                 }
-                if wr.write_all(&buf).await.is_err() {
+                if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     return;
                 }
                 buf.clear();
@@ -97,7 +135,7 @@ impl RemotingClient {
                 m.clear();
             }
         });
-        Ok((
+        (
             RemotingClient {
                 tx,
                 pending,
@@ -105,7 +143,7 @@ impl RemotingClient {
                 addr,
             },
             req_rx,
-        ))
+        )
     }
 
     fn encode(cmd: &RemotingCommand) -> Bytes {

@@ -33,6 +33,12 @@ pub struct Config {
     pub grpc_port: u16,
     pub flush_mode: FlushMode,
     pub acl: Option<PathBuf>,
+    /// TLS on the remoting ports: a PEM certificate chain and its private key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `permissive` (TLS and plain clients on one port; the default), `enforcing` (TLS only) or
+    /// `disabled`. Without a certificate only plain connections are served.
+    pub tls_mode: crate::remoting::tls::TlsMode,
     pub cluster_name: String,
     pub broker_name: String,
     pub auto_create_topic: bool,
@@ -113,6 +119,9 @@ impl Default for Config {
             grpc_port: 8081,
             flush_mode: FlushMode::Async,
             acl: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_mode: crate::remoting::tls::TlsMode::Permissive,
             cluster_name: "DefaultCluster".into(),
             broker_name: "broker-a".into(),
             auto_create_topic: true,
@@ -255,6 +264,16 @@ impl Config {
                 "disk_clean_percent and disk_refuse_percent must be 1..=100, and \
                  disk_resume_percent 1..=disk_refuse_percent"
                     .into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+        if self.tls_mode == crate::remoting::tls::TlsMode::Enforcing && self.tls_cert.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls_mode = \"enforcing\" needs tls_cert and tls_key".into(),
             ));
         }
         for (key, value) in [
@@ -578,6 +597,14 @@ mod tests {
             },
             Config {
                 connection_write_timeout_secs: 0,
+                ..Config::default()
+            },
+            Config {
+                tls_cert: Some("broker.crt".into()),
+                ..Config::default()
+            },
+            Config {
+                tls_mode: crate::remoting::tls::TlsMode::Enforcing,
                 ..Config::default()
             },
         ];

@@ -33,6 +33,8 @@ pub enum StartError {
     Broker(#[from] rocktor_actors::BrokerError),
     #[error("ACL file: {0}")]
     Acl(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -160,6 +162,17 @@ impl Broker {
         if let Some(path) = &config.acl {
             acl::watch(path.clone(), ctx.auth.clone());
         }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let server = remoting::tls::server_config(cert, key).map_err(StartError::Tls)?;
+                let listener = remoting::tls::TlsListener::new(server, config.tls_mode);
+                if listener.is_some() {
+                    tracing::info!(mode = ?config.tls_mode, cert = %cert.display(), "TLS on the remoting ports");
+                }
+                listener
+            }
+            _ => None,
+        };
         let (shutdown, rx) = watch::channel(false);
         let ns_listener = bind(SocketAddr::new(config.listen, config.namesrv_port)).await?;
         let br_listener = bind(SocketAddr::new(config.listen, config.broker_port)).await?;
@@ -182,6 +195,7 @@ impl Broker {
             ns_listener,
             Role::NameServer,
             limits,
+            tls.clone(),
             ctx.clone(),
             rx.clone(),
         ));
@@ -189,6 +203,7 @@ impl Broker {
             br_listener,
             Role::Broker,
             limits,
+            tls.clone(),
             ctx.clone(),
             rx.clone(),
         ));
@@ -200,6 +215,7 @@ impl Broker {
                         l,
                         Role::Broker,
                         limits,
+                        tls.clone(),
                         ctx.clone(),
                         rx.clone(),
                     ));

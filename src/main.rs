@@ -66,6 +66,18 @@ struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     acl: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the remoting ports.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    /// permissive (TLS and plain on one port), enforcing (TLS only) or disabled.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_mode: Option<String>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,

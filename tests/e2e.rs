@@ -9,6 +9,7 @@ mod orderly;
 mod query;
 mod retention;
 mod support;
+mod tls;
 mod trace;
 mod transactions;
 

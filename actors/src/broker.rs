@@ -70,7 +70,7 @@ pub struct BrokerSettings {
     pub region_id: String,
     pub trace_on: bool,
     /// ACL 1.0 accounts; None: access control is off.
-    pub acl: Option<crate::auth::AclConfig>,
+    pub acl: Option<crate::auth::AclSource>,
 }
 
 impl Default for BrokerSettings {
@@ -130,6 +130,8 @@ pub(crate) struct Recovery {
     pub bounds: HashMap<(u32, u32), QueueBounds>,
     pub offsets: HashMap<String, HashMap<(String, u32), i64>>,
     pub next_topic_id: u32,
+    /// Runtime ACL changes (applied over the ACL file).
+    pub acl_overlay: crate::auth::Overlay,
 }
 
 pub struct BrokerActor {

@@ -19,7 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rocktor::client::{request, RemotingClient};
-use rocktor::remoting::command::{check_frame, OUR_VERSION};
+use rocktor::remoting::command::{check_frame, RemotingCommand, OUR_VERSION};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,6 +108,11 @@ struct Args {
     /// Give message i the key `k{i % N}` (KEYS), for `--mode query` later.
     #[arg(long)]
     message_keys: Option<u64>,
+    /// ACL 1.0 credentials: every request is signed (HmacSHA1) as the Java client signs it.
+    #[arg(long)]
+    ak: Option<String>,
+    #[arg(long)]
+    sk: Option<String>,
     /// Consumers stop after this long without a message once the producers are done.
     #[arg(long, default_value_t = 2)]
     consume_idle_secs: u64,
@@ -171,7 +176,20 @@ async fn route(ns: &RemotingClient, topic: &str) -> Result<Route, String> {
     })
 }
 
-async fn create_topic(ns: &RemotingClient, topic: &str, queues: u32) -> Result<(), String> {
+/// The request signed with --ak/--sk, when given.
+fn signed(args: &Args, mut cmd: RemotingCommand) -> RemotingCommand {
+    if let Some(ak) = &args.ak {
+        rocktor::client::sign_request(&mut cmd, ak, args.sk.as_deref().unwrap_or(""));
+    }
+    cmd
+}
+
+async fn create_topic(
+    args: &Args,
+    ns: &RemotingClient,
+    topic: &str,
+    queues: u32,
+) -> Result<(), String> {
     let r = ns
         .call(request(106, &[]), TIMEOUT)
         .await
@@ -188,7 +206,7 @@ async fn create_topic(ns: &RemotingClient, topic: &str, queues: u32) -> Result<(
             .await
             .map_err(|e| e.to_string())?;
         c.call(
-            rocktor::client::create_topic_request(topic, queues),
+            signed(args, rocktor::client::create_topic_request(topic, queues)),
             TIMEOUT,
         )
         .await
@@ -211,46 +229,76 @@ fn encode_send(out: &mut Vec<u8>, args: &Args, queue_id: u32, opaque: i32, seq: 
         }
         _ => 0,
     };
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]); // frame length and header word, patched below
-    let _ = write!(
-        out,
-        "{{\"code\":310,\"extFields\":{{\"a\":\"{PRODUCER_GROUP}\",\"b\":\"{topic}\",\"c\":\"TBW102\",\"d\":\"4\",\
-         \"e\":\"{queue_id}\",\"f\":\"0\",\"g\":\"{}\",\"h\":\"0\",\"i\":\"WAIT\\u0001true\\u0002",
-        sent_us / 1000
-    );
+    // The properties as sent (raw) and as written into the JSON header (escaped).
+    let mut props = String::from("WAIT\u{1}true\u{2}");
     match args.kind {
         Kind::Normal => {}
         Kind::Transaction => {
-            let _ = write!(
-                out,
-                "TRAN_MSG\\u0001true\\u0002PGROUP\\u0001{PRODUCER_GROUP}\\u0002"
-            );
+            props.push_str(&format!(
+                "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{PRODUCER_GROUP}\u{2}"
+            ));
         }
         Kind::Scheduled => {
-            let _ = write!(out, "__STARTDELIVERTIME\\u0001{due_ms}\\u0002");
+            props.push_str(&format!("__STARTDELIVERTIME\u{1}{due_ms}\u{2}"));
         }
     }
     if let Some(n) = args.message_keys {
-        let _ = write!(out, "KEYS\\u0001k{}\\u0002", seq % n.max(1));
+        props.push_str(&format!("KEYS\u{1}k{}\u{2}", seq % n.max(1)));
+    }
+    let size = size.max(24);
+    let mut body = Vec::with_capacity(size);
+    if args.kind == Kind::Scheduled {
+        body.extend_from_slice(SCHED_MARK);
+        body.extend_from_slice(&sent_us.to_be_bytes());
+        body.extend_from_slice(&due_ms.to_be_bytes());
+    } else {
+        body.extend_from_slice(MARK);
+        body.extend_from_slice(&sent_us.to_be_bytes());
+    }
+    body.resize(size, b'x');
+    let (born, queue) = ((sent_us / 1000).to_string(), queue_id.to_string());
+    let signature = args.ak.as_deref().map(|ak| {
+        let fields = [
+            ("AccessKey", ak),
+            ("a", PRODUCER_GROUP),
+            ("b", topic.as_str()),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", queue.as_str()),
+            ("f", "0"),
+            ("g", born.as_str()),
+            ("h", "0"),
+            ("i", props.as_str()),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+        ];
+        (
+            ak,
+            rocktor_actors::auth::sign(args.sk.as_deref().unwrap_or(""), &fields, &body),
+        )
+    });
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]); // frame length and header word, patched below
+    let escaped = props
+        .replace('\u{1}', "\\u0001")
+        .replace('\u{2}', "\\u0002");
+    let _ = write!(
+        out,
+        "{{\"code\":310,\"extFields\":{{\"a\":\"{PRODUCER_GROUP}\",\"b\":\"{topic}\",\"c\":\"TBW102\",\"d\":\"4\",\
+         \"e\":\"{queue}\",\"f\":\"0\",\"g\":\"{born}\",\"h\":\"0\",\"i\":\"{escaped}\",\
+         \"j\":\"0\",\"k\":\"false\",\"m\":\"false\""
+    );
+    if let Some((ak, sig)) = &signature {
+        let _ = write!(out, ",\"AccessKey\":\"{ak}\",\"Signature\":\"{sig}\"");
     }
     let _ = write!(
         out,
-        "\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"}},\"flag\":0,\"language\":\"JAVA\",\
+        "}},\"flag\":0,\"language\":\"JAVA\",\
          \"opaque\":{opaque},\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{OUR_VERSION}}}"
     );
     let header_len = out.len() - start - 8;
-    let size = size.max(24);
-    if args.kind == Kind::Scheduled {
-        out.extend_from_slice(SCHED_MARK);
-        out.extend_from_slice(&sent_us.to_be_bytes());
-        out.extend_from_slice(&due_ms.to_be_bytes());
-        out.resize(out.len() + size - 24, b'x');
-    } else {
-        out.extend_from_slice(MARK);
-        out.extend_from_slice(&sent_us.to_be_bytes());
-        out.resize(out.len() + size - 16, b'x');
-    }
+    out.extend_from_slice(&body);
     let total = (4 + header_len + size) as u32;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
@@ -574,7 +622,10 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
             tasks.push(tokio::spawn(async move {
                 let code = if args.from_start { 31 } else { 30 };
                 let q_ext = [("topic", args.topic.clone()), ("queueId", q.to_string())];
-                let mut offset: u64 = match client.call(request(code, &q_ext), TIMEOUT).await {
+                let mut offset: u64 = match client
+                    .call(signed(&args, request(code, &q_ext)), TIMEOUT)
+                    .await
+                {
                     Ok(r) => r
                         .ext
                         .get("offset")
@@ -610,7 +661,7 @@ async fn consume(args: Arc<Args>, route: Route, shared: Arc<Shared>) -> Result<D
                         ("expressionType", "TAG".into()),
                     ];
                     let Ok(r) = client
-                        .request(request(11, &ext), Duration::from_secs(15))
+                        .request(signed(&args, request(11, &ext)), Duration::from_secs(15))
                         .await
                     else {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -706,7 +757,7 @@ async fn query(args: Arc<Args>, route: Route) -> Result<Value, String> {
                 ];
                 let at = Instant::now();
                 let r = client
-                    .request(request(12, &ext), TIMEOUT)
+                    .request(signed(&args, request(12, &ext)), TIMEOUT)
                     .await
                     .map_err(|e| e.to_string())?;
                 let _ = h.record(at.elapsed().as_micros().max(1) as u64);
@@ -736,7 +787,7 @@ async fn run(args: Args) -> Result<Value, String> {
         .await
         .map_err(|e| e.to_string())?;
     if args.create_topic {
-        create_topic(&ns, &args.topic, args.queues).await?;
+        create_topic(&args, &ns, &args.topic, args.queues).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let route = route(&ns, &args.topic).await?;

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -259,12 +259,17 @@ impl ClientChannel for Connection {
 }
 
 /// Writes one chunk, or gives up when it makes no progress for `timeout`.
-async fn write_chunk(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_chunk<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     chunk: &[u8],
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, wr.write_all(chunk)).await {
+    // The flush matters for TLS, whose stream buffers like a BufWriter; for TCP it is free.
+    let write = async {
+        wr.write_all(chunk).await?;
+        wr.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
@@ -274,8 +279,8 @@ async fn write_chunk(
     }
 }
 
-async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     out: Arc<Outbox>,
     remote: SocketAddr,
@@ -341,8 +346,8 @@ async fn write_loop(
     let _ = wr.shutdown().await;
 }
 
-/// Serves one connection until the peer closes it, sends a malformed frame, or breaks a limit.
-pub async fn serve_connection(
+/// Serves one plain connection.
+pub async fn serve_tcp(
     stream: TcpStream,
     remote: SocketAddr,
     role: Role,
@@ -350,7 +355,24 @@ pub async fn serve_connection(
     broker: BrokerContext,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    serve_connection(rd, wr, remote, role, limits, broker).await
+}
+
+/// Serves one connection, plain or TLS, until the peer closes it, sends a malformed frame, or
+/// breaks a limit. (Plain TCP comes split in two owned halves, without the lock a generic
+/// split takes per read and write.)
+pub async fn serve_connection<R, W>(
+    mut rd: R,
+    wr: W,
+    remote: SocketAddr,
+    role: Role,
+    limits: ConnectionLimits,
+    broker: BrokerContext,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     // Unbounded as a channel, bounded in bytes by `send_command`.
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {

@@ -13,3 +13,4 @@ pub mod handlers;
 mod json_header;
 pub mod message;
 pub mod server;
+pub mod tls;

@@ -1,17 +1,20 @@
 //! Listeners: accept on the control thread, serve each connection on a worker arbiter so the
 //! work spreads over the cores.
 
-use super::connection::{serve_connection, ConnectionLimits};
+use super::connection::{serve_connection, serve_tcp, ConnectionLimits};
 use super::handlers::Role;
+use super::tls::{Accepted, TlsListener};
 use rocktor_actors::BrokerContext;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true; with `tls`, plain and TLS ones as their
+/// first byte says.
 pub async fn serve(
     listener: TcpListener,
     role: Role,
     limits: ConnectionLimits,
+    tls: Option<TlsListener>,
     broker: BrokerContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -26,10 +29,23 @@ pub async fn serve(
                     };
                     let b = broker.clone();
                     let arbiter = broker.next_arbiter();
+                    let tls = tls.clone();
                     arbiter.spawn(async move {
-                        match tokio::net::TcpStream::from_std(std_stream) {
-                            Ok(s) => serve_connection(s, remote, role, limits, b).await,
-                            Err(e) => tracing::warn!(error = %e, "cannot register accepted socket"),
+                        let s = match tokio::net::TcpStream::from_std(std_stream) {
+                            Ok(s) => s,
+                            Err(e) => { tracing::warn!(error = %e, "cannot register accepted socket"); return; }
+                        };
+                        let Some(tls) = tls else {
+                            return serve_tcp(s, remote, role, limits, b).await;
+                        };
+                        match tls.accept(s, limits.idle_timeout).await {
+                            Some(Accepted::Plain(s)) => serve_tcp(s, remote, role, limits, b).await,
+                            Some(Accepted::Tls(s)) => {
+                                let _ = s.get_ref().0.set_nodelay(true);
+                                let (rd, wr) = tokio::io::split(*s);
+                                serve_connection(rd, wr, remote, role, limits, b).await
+                            }
+                            None => {}
                         }
                     });
                 }

@@ -105,6 +105,8 @@ pub enum MetaKind {
     Group = 2,
     Counter = 3,
     KvConfig = 4,
+    /// Runtime ACL changes (`auth::Overlay`).
+    Acl = 5,
 }
 
 pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod acl;
 mod dlq;
 mod membership;
 mod offsets;
@@ -91,11 +92,11 @@ impl BrokerContext {
         let started = std::time::Instant::now();
         let settings_acl = settings.acl.clone();
         let s2 = store.clone();
-        let (recovery, next_seq, kv) =
-            tokio::task::spawn_blocking(move || recover(&s2))
-                .await
-                .map_err(|e| BrokerError::Storage(format!("recovery task failed: {e}")))??;
+        let (mut recovery, next_seq, kv) = tokio::task::spawn_blocking(move || recover(&s2))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("recovery task failed: {e}")))??;
         let topic_count = recovery.topics.len();
+        let acl_overlay = std::mem::take(&mut recovery.acl_overlay);
         let writer = store.start_writer(next_seq)?;
         let arbiters: Vec<Arbiter> = (0..settings.workers.max(1))
             .map(|_| Arbiter::new())
@@ -153,7 +154,7 @@ impl BrokerContext {
             txn,
             retention,
             disk,
-            auth: Arc::new(crate::auth::Authenticator::new(settings_acl)),
+            auth: Arc::new(crate::auth::Authenticator::new(settings_acl, acl_overlay)),
             store,
             writer,
             arbiters: Arc::new(arbiters),

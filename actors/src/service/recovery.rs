@@ -21,6 +21,7 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
     let mut topics: Vec<TopicConfig> = Vec::new();
     let mut groups = Vec::new();
     let mut kv = KvTable::new();
+    let mut acl = Vec::new();
     let mut next_topic_id = 1u32;
     for (kind, name, value) in &rec.meta {
         match *kind {
@@ -35,6 +36,7 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
                     next_topic_id = next_topic_id.max(u32::from_be_bytes(raw));
                 }
             }
+            k if k == MetaKind::Acl as u8 => acl.push((name.as_str(), value.as_slice())),
             k if k == MetaKind::KvConfig as u8 => {
                 if let Some((ns, key)) = name.split_once('\u{0}') {
                     kv.entry(ns.to_string())
@@ -65,6 +67,7 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
             bounds,
             offsets,
             next_topic_id,
+            acl_overlay: crate::auth::Overlay::from_stored(acl),
         },
         rec.next_seq,
         kv,

@@ -9,13 +9,19 @@ use rocktor_actors::auth::{AccessRequest, Perm, Resource};
 use rocktor_actors::BrokerContext;
 use std::net::IpAddr;
 
-/// Requests only an admin account may make.
-const ADMIN_ONLY: [i32; 5] = [
+/// Requests only an admin account may make: Apache's list, and the ACL admin codes (which
+/// would otherwise let any account grant itself anything).
+const ADMIN_ONLY: [i32; 10] = [
     rq::UPDATE_AND_CREATE_TOPIC,
     25, // UPDATE_BROKER_CONFIG
     rq::DELETE_TOPIC_IN_BROKER,
     rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
     rq::DELETE_SUBSCRIPTIONGROUP,
+    rq::UPDATE_AND_CREATE_ACL_CONFIG,
+    rq::DELETE_ACL_CONFIG,
+    rq::GET_BROKER_CLUSTER_ACL_INFO,
+    rq::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
+    rq::GET_BROKER_CLUSTER_ACL_CONFIG,
 ];
 
 /// The resources a request needs, from its header (and a heartbeat's body).

@@ -1,6 +1,7 @@
 //! One handler module per request family; `dispatch` routes a request by role and code.
 
 mod access;
+mod acl_admin;
 mod admin;
 mod consumer;
 mod namesrv;
@@ -113,6 +114,11 @@ async fn broker_codes(
         rq::QUERY_TOPICS_BY_CONSUMER => admin::topics_of_group(b, req).await,
         rq::QUERY_CONSUME_TIME_SPAN => admin::consume_time_span(b, req).await,
         rq::GET_CONSUMER_RUNNING_INFO => admin::consumer_running_info(b, req).await,
+        rq::UPDATE_AND_CREATE_ACL_CONFIG => acl_admin::upsert(b, req).await,
+        rq::DELETE_ACL_CONFIG => acl_admin::delete(b, req).await,
+        rq::GET_BROKER_CLUSTER_ACL_INFO => acl_admin::version_info(b, req).await,
+        rq::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => acl_admin::global_white(b, req).await,
+        rq::GET_BROKER_CLUSTER_ACL_CONFIG => acl_admin::listing(b, req).await,
         // A broker answers route queries too, for tools pointed at it directly.
         rq::GET_ROUTEINFO_BY_TOPIC => namesrv::route(b, req).await,
         rq::GET_BROKER_CLUSTER_INFO => namesrv::cluster_info(b, req).await,

@@ -17,15 +17,25 @@
 //!           A concurrent push consumer; with --fail every delivery answers RECONSUME_LATER, so
 //!           a message is retried R times and then dead-lettered.
 //!
-//! Every command takes --trace 1: the client sends message traces (RMQ_SYS_TRACE_TOPIC).
+//!   acl     --namesrv A --broker B (upsert --access-key K [--secret-key S] [--topic-perms "t=PUB,u=SUB"]
+//!           [--group-perms ...] [--default-topic-perm P] [--default-group-perm P] [--admin true]
+//!           | delete --access-key K | white --addrs "10.*,1.2.3.4" | version)
+//!           The ACL 1.0 admin requests (DefaultMQAdminExt), signed with --ak/--sk.
+//!
+//! Every command takes --trace 1: the client sends message traces (RMQ_SYS_TRACE_TOPIC);
+//! --namespace NS (resources become NS%name); --ak/--sk (ACL 1.0 signatures); --tls-ca PEM
+//! (remoting over TLS, the server's certificate checked against PEM).
 
+use cheetah_string::CheetahString;
 use rocketmq_client_rust::prelude::ClientConfig;
+use rocketmq_client_rust::{AclClientRPCHook, AuthAdmin, DefaultMQAdminExt, SessionCredentials};
 use rocketmq_client_rust::{
     ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer,
     LocalTransactionState, MQPushConsumer, MessageListenerConcurrently, MessageListenerOrderly,
     TransactionListener, TransactionMQProducer,
 };
+use rocketmq_model::common::base::plain_access_config::PlainAccessConfig;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -77,11 +87,81 @@ impl Args {
     }
 }
 
-/// The client config: message trace on with `--trace 1`.
+/// The client config: message trace on with `--trace 1`, a namespace, TLS.
 fn client_config(a: &Args) -> Result<ClientConfig, String> {
-    Ok(ClientConfig::builder()
-        .enable_trace(a.num("trace", 0u8)? == 1)
-        .build_unvalidated())
+    let mut b = ClientConfig::builder().enable_trace(a.num("trace", 0u8)? == 1);
+    if let Some(ns) = a.0.get("namespace") {
+        b = b.namespace(ns.as_str());
+    }
+    if let Some(ca) = a.0.get("tls-ca") {
+        b = b
+            .enable_tls(true)
+            .tls_client_auth_server(true)
+            .tls_client_trust_cert_path(ca.as_str());
+    }
+    Ok(b.build_unvalidated())
+}
+
+/// ACL 1.0 signing with `--ak`/`--sk`.
+fn acl_hook(a: &Args) -> Option<Arc<AclClientRPCHook>> {
+    match (a.0.get("ak"), a.0.get("sk")) {
+        (Some(ak), Some(sk)) => Some(Arc::new(AclClientRPCHook::new(
+            SessionCredentials::with_keys(ak.as_str(), sk.as_str()),
+        ))),
+        _ => None,
+    }
+}
+
+async fn acl(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
+    let mut admin = match acl_hook(a) {
+        Some(h) => DefaultMQAdminExt::with_rpc_hook(rt, h),
+        None => DefaultMQAdminExt::new(rt),
+    };
+    *admin.client_config_mut() = client_config(a)?;
+    admin.set_namesrv_addr(a.req("namesrv")?);
+    admin.start().await.map_err(|e| format!("start: {e:?}"))?;
+    let broker = CheetahString::from(a.req("broker")?);
+    let list = |k: &str| -> Vec<CheetahString> {
+        a.0.get(k)
+            .map(|v| v.split(',').map(CheetahString::from).collect())
+            .unwrap_or_default()
+    };
+    let opt = |k: &str| a.0.get(k).map(|v| CheetahString::from(v.as_str()));
+    let op = a.req("op")?;
+    let r = match op.as_str() {
+        "upsert" => {
+            let config = PlainAccessConfig {
+                access_key: opt("access-key"),
+                secret_key: opt("secret-key"),
+                white_remote_address: opt("white"),
+                admin: a.0.get("admin").is_some_and(|v| v == "true"),
+                default_topic_perm: opt("default-topic-perm"),
+                default_group_perm: opt("default-group-perm"),
+                topic_perms: list("topic-perms"),
+                group_perms: list("group-perms"),
+            };
+            admin
+                .create_and_update_plain_access_config(broker, config)
+                .await
+                .map(|()| "updated".to_string())
+        }
+        "delete" => admin
+            .delete_plain_access_config(broker, CheetahString::from(a.req("access-key")?))
+            .await
+            .map(|()| "deleted".to_string()),
+        "white" => admin
+            .update_global_white_addr_config(broker, CheetahString::from(a.req("addrs")?), None)
+            .await
+            .map(|()| "white list set".to_string()),
+        "version" => admin
+            .examine_broker_cluster_acl_version_info(broker)
+            .await
+            .map(|v| v.to_string()),
+        other => Ok(format!("unknown op {other}")),
+    };
+    admin.shutdown().await;
+    r.map(|s| format!("OK {s}"))
+        .map_err(|e| format!("{op}: {e}"))
 }
 
 fn state(name: &str) -> LocalTransactionState {
@@ -243,11 +323,14 @@ async fn orderly(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
 
 async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     let topic = a.req("topic")?;
-    let mut p = DefaultMQProducer::builder(rt)
+    let mut b = DefaultMQProducer::builder(rt)
         .client_config(client_config(a)?)
         .producer_group(format!("PG_{topic}"))
-        .name_server_addr(a.req("namesrv")?)
-        .build();
+        .name_server_addr(a.req("namesrv")?);
+    if let Some(h) = acl_hook(a) {
+        b = b.rpc_hook(h);
+    }
+    let mut p = b.build();
     p.start().await.map_err(|e| format!("start: {e:?}"))?;
     let keys = a.num("keys", 1u64)?.max(1);
     let prefix = a.0.get("prefix").cloned().unwrap_or("ord".into());
@@ -318,9 +401,11 @@ impl MessageListenerConcurrently for Concurrent {
                 .body()
                 .map(|b| String::from_utf8_lossy(&b).to_string())
                 .unwrap_or_default();
-            emit(json!({"event": "recv", "body": body, "topic": m.topic().to_string(),
+            emit(
+                json!({"event": "recv", "body": body, "topic": m.topic().to_string(),
                 "reconsume_times": m.reconsume_times(), "msg_id": m.msg_id().to_string(),
-                "t": now_ms()}));
+                "t": now_ms()}),
+            );
             self.seen.fetch_add(1, Ordering::SeqCst);
         }
         Ok(if self.fail {
@@ -338,8 +423,11 @@ async fn consume(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
         .consumer_group(a.req("group")?)
         .name_server_addr(a.req("namesrv")?)
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .max_reconsume_times(a.num("max-reconsume", 16i32)?)
-        .build();
+        .max_reconsume_times(a.num("max-reconsume", 16i32)?);
+    if let Some(h) = acl_hook(a) {
+        c = c.rpc_hook(Some(h));
+    }
+    let mut c = c.build();
     c.subscribe(a.req("topic")?, "*".to_string())
         .await
         .map_err(|e| format!("subscribe: {e:?}"))?;
@@ -399,6 +487,7 @@ fn main() {
             "orderly" => orderly(rt.clone(), &args).await,
             "produce" => produce(rt.clone(), &args).await,
             "consume" => consume(rt.clone(), &args).await,
+            "acl" => acl(rt.clone(), &args).await,
             other => Err(format!("unknown command {other}")),
         }
     });

@@ -1,174 +1,20 @@
-//! Access control, the domain side (issue #11, first part): Apache's ACL 1.0 accounts
-//! (`plain_acl.yml`), IP allow lists, the `AccessKey`/`Signature` check (Base64 HmacSHA1 over
+//! Access control, the domain side: Apache's ACL 1.0 accounts (`plain_acl.yml`, with runtime
+//! changes over it: `overlay`), IP allow lists, the `AccessKey`/`Signature` check (Base64 HmacSHA1 over
 //! the sorted field values, then the body) and the permission decision, for every front end to
 //! call with the credentials its protocol carries (remoting: `src/remoting/handlers/access.rs`;
 //! HTTP and gRPC when they land). Pure: no actor, no storage, no wire format.
+
+mod config;
+mod overlay;
+
+pub use config::{compile_patterns, Account, AccountSpec, AclConfig, AclSource, IpPattern, Perm};
+pub use overlay::{AccountPatch, AclChange, Overlay, OverlayEntry};
 
 use hmac::{KeyInit, Mac};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 type HmacSha1 = hmac::Hmac<sha1::Sha1>;
-
-/// A permission: publish, subscribe, both, or neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Perm(u8);
-
-impl Perm {
-    pub const DENY: Perm = Perm(0);
-    pub const PUB: Perm = Perm(1);
-    pub const SUB: Perm = Perm(2);
-    pub const PUB_SUB: Perm = Perm(3);
-
-    /// Apache's spellings: DENY, PUB, SUB, PUB|SUB, SUB|PUB.
-    pub fn parse(s: &str) -> Option<Perm> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "DENY" => Some(Perm::DENY),
-            "PUB" => Some(Perm::PUB),
-            "SUB" => Some(Perm::SUB),
-            "PUB|SUB" | "SUB|PUB" => Some(Perm::PUB_SUB),
-            _ => None,
-        }
-    }
-
-    /// Whether this permission includes `needed` (DENY includes nothing).
-    pub fn allows(self, needed: Perm) -> bool {
-        needed.0 != 0 && self.0 & needed.0 == needed.0
-    }
-
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            1 => "PUB",
-            2 => "SUB",
-            3 => "PUB|SUB",
-            _ => "DENY",
-        }
-    }
-}
-
-/// Apache's remote-address patterns: `*`, exact addresses, `10.1.*`, `10.1.{2,3}.4`,
-/// `10.1.1.1-10` (the last part a range), and CIDR `10.1.0.0/16`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpPattern {
-    Any,
-    Exact(IpAddr),
-    /// Four IPv4 parts, each a set of allowed values (None: any).
-    Parts([Option<Vec<(u8, u8)>>; 4]),
-    Cidr(IpAddr, u8),
-}
-
-impl IpPattern {
-    pub fn parse(s: &str) -> Result<IpPattern, String> {
-        let s = s.trim();
-        let bad = || format!("not an address pattern: {s}");
-        if s == "*" {
-            return Ok(IpPattern::Any);
-        }
-        if let Some((ip, bits)) = s.split_once('/') {
-            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-            let bits: u8 = bits.parse().map_err(|_| bad())?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if bits > max {
-                return Err(bad());
-            }
-            return Ok(IpPattern::Cidr(ip, bits));
-        }
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(IpPattern::Exact(ip));
-        }
-        let split: Vec<&str> = s.split('.').collect();
-        if split.is_empty() || split.len() > 4 {
-            return Err(bad());
-        }
-        let mut parts: [Option<Vec<(u8, u8)>>; 4] = [None, None, None, None];
-        for (i, p) in split.iter().enumerate() {
-            let last = i == split.len() - 1;
-            if *p == "*" {
-                if !last {
-                    return Err(bad());
-                }
-                continue;
-            }
-            let set = if let Some(inner) = p.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-                inner
-                    .split(',')
-                    .map(|v| v.trim().parse::<u8>().map(|n| (n, n)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| bad())?
-            } else if let Some((a, b)) = p.split_once('-') {
-                let (a, b): (u8, u8) = (
-                    a.trim().parse().map_err(|_| bad())?,
-                    b.trim().parse().map_err(|_| bad())?,
-                );
-                if a > b {
-                    return Err(bad());
-                }
-                vec![(a, b)]
-            } else {
-                let n: u8 = p.trim().parse().map_err(|_| bad())?;
-                vec![(n, n)]
-            };
-            parts[i] = Some(set);
-        }
-        // "10.1" alone is not a pattern: short forms must end in `*`.
-        if split.len() < 4 && split.last() != Some(&"*") {
-            return Err(bad());
-        }
-        Ok(IpPattern::Parts(parts))
-    }
-
-    pub fn matches(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        match self {
-            IpPattern::Any => true,
-            IpPattern::Exact(e) => *e == ip,
-            IpPattern::Parts(parts) => match ip {
-                IpAddr::V4(v4) => v4.octets().iter().zip(parts).all(|(o, p)| match p {
-                    None => true,
-                    Some(set) => set.iter().any(|(a, b)| (*a..=*b).contains(o)),
-                }),
-                IpAddr::V6(_) => false,
-            },
-            IpPattern::Cidr(net, bits) => match (net, ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) => {
-                    let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
-                    u32::from(*n) & mask == u32::from(a) & mask
-                }
-                (IpAddr::V6(n), IpAddr::V6(a)) => {
-                    let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
-                    u128::from(*n) & mask == u128::from(a) & mask
-                }
-                _ => false,
-            },
-        }
-    }
-}
-
-/// One ACL 1.0 account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub access_key: String,
-    pub secret_key: String,
-    pub white_remote_address: Option<IpPattern>,
-    pub admin: bool,
-    pub default_topic_perm: Perm,
-    pub default_group_perm: Perm,
-    pub topic_perms: HashMap<String, Perm>,
-    pub group_perms: HashMap<String, Perm>,
-}
-
-/// The accounts and the global allow list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AclConfig {
-    pub global_white: Vec<IpPattern>,
-    pub accounts: HashMap<String, Account>,
-}
 
 /// What a request needs on one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,109 +64,32 @@ const FIELD_UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 /// ACL 1.0's signature: Base64(HmacSHA1(secret, the field values sorted by name, then body)).
 pub fn sign(secret: &str, fields: &[(&str, &str)], body: &[u8]) -> String {
     use base64::Engine;
-    let signed: Vec<(&str, &str)> = fields
+    let mut signed: Vec<(&str, &str)> = fields
         .iter()
         .copied()
         .filter(|(k, _)| *k != FIELD_SIGNATURE)
         .collect();
-    match mac_over(secret, &signed, body) {
+    signed.sort_unstable_by_key(|(k, _)| *k);
+    match mac_over(secret, &signed, &[], body) {
         Some(mac) => base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
         None => String::new(),
     }
 }
 
-/// Checks a signature in constant time over the content some field set gives.
-fn signature_matches(secret: &str, fields: &[(&str, &str)], body: &[u8], provided: &[u8]) -> bool {
-    mac_over(secret, fields, body).is_some_and(|mac| mac.verify_slice(provided).is_ok())
-}
-
-/// HmacSHA1 keyed by the secret over the field values sorted by name, then the body.
-fn mac_over(secret: &str, fields: &[(&str, &str)], body: &[u8]) -> Option<HmacSha1> {
-    let mut sorted: Vec<&(&str, &str)> = fields.iter().collect();
-    sorted.sort_by_key(|(k, _)| *k);
+/// HmacSHA1 keyed by the secret over the values of `sorted` (sorted by name), leaving out the
+/// fields named in `skip`, then the body.
+fn mac_over(secret: &str, sorted: &[(&str, &str)], skip: &[&str], body: &[u8]) -> Option<HmacSha1> {
     let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).ok()?;
-    for (_, v) in sorted {
-        mac.update(v.as_bytes());
+    for (k, v) in sorted {
+        if !skip.contains(k) {
+            mac.update(v.as_bytes());
+        }
     }
     mac.update(body);
     Some(mac)
 }
 
 impl AclConfig {
-    /// Reads Apache's `plain_acl.yml`. Unknown keys are ignored, as Apache ignores them; a bad
-    /// permission or address pattern is an error naming it.
-    pub fn from_yaml(text: &str) -> Result<AclConfig, String> {
-        use yaml_rust2::{Yaml, YamlLoader};
-        let docs = YamlLoader::load_from_str(text).map_err(|e| format!("ACL file: {e}"))?;
-        let Some(doc) = docs.first() else {
-            return Ok(AclConfig::default());
-        };
-        let text_of = |y: &Yaml| match y {
-            Yaml::String(s) => Some(s.clone()),
-            Yaml::Integer(i) => Some(i.to_string()),
-            Yaml::Real(r) => Some(r.clone()),
-            Yaml::Boolean(b) => Some(b.to_string()),
-            _ => None,
-        };
-        let mut out = AclConfig::default();
-        for w in doc["globalWhiteRemoteAddresses"]
-            .as_vec()
-            .into_iter()
-            .flatten()
-        {
-            if let Some(s) = text_of(w).filter(|s| !s.trim().is_empty()) {
-                out.global_white.push(IpPattern::parse(&s)?);
-            }
-        }
-        for a in doc["accounts"].as_vec().into_iter().flatten() {
-            let field = |k: &str| text_of(&a[k]);
-            let Some(access_key) = field("accessKey").filter(|k| !k.is_empty()) else {
-                return Err("ACL file: an account has no accessKey".into());
-            };
-            let secret_key = field("secretKey").unwrap_or_default();
-            let perm = |k: &str, default: Perm| -> Result<Perm, String> {
-                match field(k) {
-                    Some(v) => Perm::parse(&v).ok_or_else(|| {
-                        format!("ACL file: account {access_key}: {k} {v} is not a permission")
-                    }),
-                    None => Ok(default),
-                }
-            };
-            let perms = |k: &str| -> Result<HashMap<String, Perm>, String> {
-                let mut m = HashMap::new();
-                for item in a[k].as_vec().into_iter().flatten() {
-                    let Some(s) = text_of(item) else { continue };
-                    let Some((name, p)) = s.split_once('=') else {
-                        return Err(format!(
-                            "ACL file: account {access_key}: {k} entry {s} is not name=PERM"
-                        ));
-                    };
-                    let p = Perm::parse(p).ok_or_else(|| {
-                        format!("ACL file: account {access_key}: {k} entry {s} has no permission")
-                    })?;
-                    m.insert(name.trim().to_string(), p);
-                }
-                Ok(m)
-            };
-            let white = match field("whiteRemoteAddress").filter(|s| !s.trim().is_empty()) {
-                Some(s) => Some(IpPattern::parse(&s)?),
-                None => None,
-            };
-            let account = Account {
-                secret_key,
-                white_remote_address: white,
-                admin: a["admin"].as_bool().unwrap_or(false),
-                default_topic_perm: perm("defaultTopicPerm", Perm::DENY)?,
-                default_group_perm: perm("defaultGroupPerm", Perm::DENY)?,
-                topic_perms: perms("topicPerms")?,
-                group_perms: perms("groupPerms")?,
-                access_key: access_key.clone(),
-            };
-            out.accounts.insert(access_key, account);
-        }
-        Ok(out)
-    }
-
     /// Apache's order: global allow list; the account must exist; the account's allow list
     /// skips the signature; the signature (with or without SecurityToken and
     /// `_UNIQUE_KEY_QUERY` in the signed content, as clients differ); admin-only requests;
@@ -386,38 +155,37 @@ impl AclConfig {
         Ok(())
     }
 
+    /// One HMAC for a request signed as Java signs; the variants clients differ in (Go leaves
+    /// SecurityToken out of the content, old clients _UNIQUE_KEY_QUERY) only when a field they
+    /// leave out is there and the first try failed.
     fn verify(&self, account: &Account, req: &AccessRequest<'_>) -> Result<(), AuthError> {
         use base64::Engine;
         let bad = || AuthError::BadSignature(account.access_key.clone());
-        let provided = req
+        let mut provided = [0u8; 32];
+        let n = req
             .signature
             .and_then(|s| {
                 base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
+                    .decode_slice(s.trim(), &mut provided)
                     .ok()
             })
             .ok_or_else(bad)?;
-        let signed: Vec<(&str, &str)> = req
+        let provided = &provided[..n];
+        let mut sorted: Vec<(&str, &str)> = req
             .fields
             .iter()
             .copied()
             .filter(|(k, _)| *k != FIELD_SIGNATURE)
             .collect();
-        let without = |drop: &[&str]| -> Vec<(&str, &str)> {
-            signed
-                .iter()
-                .copied()
-                .filter(|(k, _)| !drop.contains(k))
-                .collect()
+        sorted.sort_unstable_by_key(|(k, _)| *k);
+        let matches = |skip: &[&str]| {
+            mac_over(&account.secret_key, &sorted, skip, req.body)
+                .is_some_and(|mac| mac.verify_slice(provided).is_ok())
         };
-        let variants = [
-            signed.clone(),
-            without(&[FIELD_UNIQUE_KEY_QUERY]),
-            without(&[FIELD_SECURITY_TOKEN]),
-        ];
-        let ok = variants
-            .iter()
-            .any(|f| signature_matches(&account.secret_key, f, req.body, &provided));
+        let has = |name: &str| sorted.iter().any(|(k, _)| *k == name);
+        let ok = matches(&[])
+            || (has(FIELD_UNIQUE_KEY_QUERY) && matches(&[FIELD_UNIQUE_KEY_QUERY]))
+            || (has(FIELD_SECURITY_TOKEN) && matches(&[FIELD_SECURITY_TOKEN]));
         if ok {
             Ok(())
         } else {
@@ -437,13 +205,42 @@ fn group_perm(account: &Account, group: &str) -> Perm {
 /// The loopback address (tests and local callers).
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// The broker's access control: the accounts in force (None: ACL off, every request passes),
-/// replaced whole when the file changes. Shared by every front end.
+/// The broker's access control: the file's accounts with the runtime overlay over them,
+/// compiled into the configuration every request is checked against (None: ACL off, every
+/// request passes). Shared by every front end; the admin codes change it through
+/// `service::acl`, which stores each change before it is applied here.
 #[derive(Debug, Default)]
 pub struct Authenticator {
     config: arc_swap::ArcSwapOption<AclConfig>,
+    sources: std::sync::Mutex<Sources>,
+    /// Serializes runtime changes from planning to applying (each is stored in between).
+    changes: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// When each address last had a refusal logged: at most one line a minute per address.
     logged: std::sync::Mutex<HashMap<IpAddr, std::time::Instant>>,
+}
+
+#[derive(Debug, Default)]
+struct Sources {
+    /// None: ACL is off (no file configured).
+    file: Option<AclSource>,
+    overlay: Overlay,
+    version: AclVersion,
+}
+
+/// Apache's DataVersion of the ACL configuration: bumped on every reload and change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AclVersion {
+    pub counter: u64,
+    pub timestamp_ms: u64,
+}
+
+/// Why a runtime change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclAdminError {
+    #[error("ACL is off on this broker: start it with --acl FILE to manage accounts")]
+    Off,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Addresses remembered for the log's rate limit; past it the memory starts afresh.
@@ -451,16 +248,102 @@ const LOGGED_ADDRESSES: usize = 4096;
 const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authenticator {
-    pub fn new(config: Option<AclConfig>) -> Self {
-        Authenticator {
-            config: arc_swap::ArcSwapOption::from(config.map(std::sync::Arc::new)),
-            logged: Default::default(),
+    /// `file`: the ACL file's accounts (None: ACL off); `overlay`: the stored runtime changes.
+    pub fn new(file: Option<AclSource>, overlay: Overlay) -> Self {
+        let auth = Authenticator::default();
+        if let Ok(mut s) = auth.sources.lock() {
+            s.file = file;
+            s.overlay = overlay;
+            auth.rebuild(&mut s);
+        }
+        auth
+    }
+
+    /// Puts a reloaded file in force, under the overlay.
+    pub fn replace_file(&self, file: AclSource) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.file = Some(file);
+            self.rebuild(&mut s);
         }
     }
 
-    /// Puts new accounts in force (a reloaded file).
-    pub fn replace(&self, config: AclConfig) {
-        self.config.store(Some(std::sync::Arc::new(config)));
+    /// Compiles the file with the overlay over it. Both were checked when they came in (the
+    /// stored overlay entry by entry at start), so this does not fail; if it did, the file
+    /// alone is put in force rather than nothing: never fail open.
+    fn rebuild(&self, s: &mut Sources) {
+        let Some(file) = &s.file else {
+            self.config.store(None);
+            return;
+        };
+        let compiled = s.overlay.merged(file).compile().or_else(|e| {
+            tracing::error!(error = %e, "ACL run-time changes not applied; the file's accounts are in force");
+            file.compile()
+        });
+        match compiled {
+            Ok(c) => self.config.store(Some(std::sync::Arc::new(c))),
+            Err(e) => {
+                tracing::error!(error = %e, "ACL accounts not rebuilt; the accounts in force stay")
+            }
+        }
+        s.version = AclVersion {
+            counter: s.version.counter + 1,
+            timestamp_ms: crate::now_ms().max(0) as u64,
+        };
+    }
+
+    /// Plans a change from the sources in force (None: ACL off).
+    fn plan(
+        &self,
+        f: impl FnOnce(&AclSource, &Overlay) -> Result<AclChange, String>,
+    ) -> Result<AclChange, AclAdminError> {
+        let s = self
+            .sources
+            .lock()
+            .map_err(|_| AclAdminError::Invalid("ACL state unavailable".into()))?;
+        let file = s.file.as_ref().ok_or(AclAdminError::Off)?;
+        f(file, &s.overlay).map_err(AclAdminError::Invalid)
+    }
+
+    /// Creates an account or updates the one in force (file or overlay) with the fields given.
+    pub fn plan_upsert(&self, patch: AccountPatch) -> Result<AclChange, AclAdminError> {
+        self.plan(|file, overlay| {
+            let current = overlay
+                .merged(file)
+                .accounts
+                .remove(patch.access_key.trim());
+            let ak = patch.access_key.trim().to_string();
+            let spec = patch.apply(current.as_ref())?;
+            Ok(AclChange::Account(ak, Some(OverlayEntry::Account(spec))))
+        })
+    }
+
+    pub fn plan_delete(&self, access_key: &str) -> Result<AclChange, AclAdminError> {
+        self.plan(|file, overlay| overlay.plan_delete(file, access_key.trim()))
+    }
+
+    pub fn plan_global_white(&self, list: Vec<String>) -> Result<AclChange, AclAdminError> {
+        self.plan(|_, _| Overlay::plan_global_white(list))
+    }
+
+    /// Puts a stored change in force.
+    pub fn apply(&self, change: AclChange) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.overlay.apply(change);
+            self.rebuild(&mut s);
+        }
+    }
+
+    /// Holds runtime changes off while one is planned, stored and applied.
+    pub async fn change_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.changes.clone().lock_owned().await
+    }
+
+    /// The accounts in force as written (secrets included: redact before answering) and the
+    /// configuration's version; None while ACL is off.
+    pub fn listing(&self) -> Option<(AclSource, AclVersion)> {
+        let s = self.sources.lock().ok()?;
+        let file = s.file.as_ref()?;
+        Some((s.overlay.merged(file), s.version))
     }
 
     fn first_in_a_minute(&self, remote: IpAddr) -> bool {
@@ -486,7 +369,9 @@ impl Authenticator {
 
     /// Decides on one request; always Ok while ACL is off. Refusals are counted.
     pub fn check(&self, req: &AccessRequest<'_>) -> Result<(), AuthError> {
-        let Some(config) = self.config.load_full() else {
+        // `load`, not `load_full`: no shared reference count bouncing between the workers.
+        let config = self.config.load();
+        let Some(config) = config.as_ref() else {
             return Ok(());
         };
         let r = config.check(req);
