@@ -93,6 +93,7 @@ fn acl(c: &mut Criterion) {
                 signature: cmd.ext.get("Signature"),
                 fields: cmd.ext.iter().collect(),
                 body: &cmd.body,
+                string_to_sign: None,
                 admin_only: false,
                 resources: vec![(Resource::Topic("BenchTopic".into()), Perm::PUB)],
             };

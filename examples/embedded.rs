@@ -1,6 +1,7 @@
 //! rocktor embedded in an actix-web application: the broker runs inside the app's actix System,
-//! its /metrics and /healthz routes are mounted next to the app's own, and it stops gracefully
-//! with the app.
+//! its HTTP routes — the Aliyun-style HTTP messaging API, /metrics, /healthz and the admin
+//! routes — are mounted under /broker next to the app's own, and it stops gracefully with the
+//! app. An HTTP SDK pointed at http://127.0.0.1:18080/broker publishes and consumes.
 //!
 //!     cargo run --release --example embedded
 //!
@@ -22,6 +23,10 @@ async fn main() -> std::io::Result<()> {
     };
     let broker = Broker::start(config).await.map_err(std::io::Error::other)?;
     let ctx = web::Data::new(broker.context().clone());
+    let mounted = (
+        broker.context().clone(),
+        rocktor::http::MessagingSettings::default(),
+    );
     let server = HttpServer::new(move || {
         App::new()
             .app_data(ctx.clone())
@@ -40,8 +45,12 @@ async fn main() -> std::io::Result<()> {
                     HttpResponse::Ok().json(names)
                 }),
             )
-            .service(web::scope("/broker").configure(|c| rocktor::http::configure(c, None, None)))
+            .service(
+                web::scope("/broker")
+                    .configure(|c| rocktor::http::configure(c, None, Some(mounted.clone()))),
+            )
     })
+    .keep_alive(rocktor::http::KEEP_ALIVE)
     .bind(("127.0.0.1", 18080))?
     .run();
     let result = server.await;

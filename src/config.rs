@@ -100,6 +100,16 @@ pub struct Config {
     pub trace_on: bool,
     /// SQL92 filters on message properties. On by default (Apache's default is off).
     pub enable_property_filter: bool,
+    /// HTTP messaging API: a consumed message not acked comes back after this long (s),
+    /// 300 as the seeds' services (5 min)...
+    pub http_invisible_secs: u64,
+    /// ...and after this long for ordered consumption (`trans=order`), 60 (1 min).
+    pub http_order_invisible_secs: u64,
+    /// HTTP messaging API: deliveries of one message before it goes to `%DLQ%<group>` (288).
+    pub http_max_deliveries: u32,
+    /// A group consumed over HTTP within this long (s) refuses TCP consumers, and the
+    /// other way round while it has live TCP consumers (one protocol per group).
+    pub http_consumer_window_secs: u64,
     /// Worker threads for connections and queues; 0 means one per core.
     pub workers: usize,
     /// A `tracing` filter, e.g. `info` or `rocktor=debug`.
@@ -153,6 +163,10 @@ impl Default for Config {
             region_id: "DefaultRegion".into(),
             trace_on: true,
             enable_property_filter: true,
+            http_invisible_secs: 300,
+            http_order_invisible_secs: 60,
+            http_max_deliveries: 288,
+            http_consumer_window_secs: 120,
             workers: 0,
             log: "info".into(),
         }
@@ -293,6 +307,12 @@ impl Config {
             ("max_parked_pulls", self.max_parked_pulls),
             ("max_group_members", self.max_group_members),
             ("max_dlq_resend", self.max_dlq_resend),
+            ("http_invisible_secs", self.http_invisible_secs as usize),
+            (
+                "http_order_invisible_secs",
+                self.http_order_invisible_secs as usize,
+            ),
+            ("http_max_deliveries", self.http_max_deliveries as usize),
             (
                 "transaction_check_interval_ms",
                 self.transaction_check_interval_ms as usize,

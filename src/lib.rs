@@ -146,6 +146,7 @@ impl Broker {
             region_id: config.region_id.clone(),
             trace_on: config.trace_on,
             acl: None,
+            http_consumer_window: Duration::from_secs(config.http_consumer_window_secs),
         };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,
@@ -233,8 +234,14 @@ impl Broker {
         };
         if config.http_port != 0 {
             let addr = SocketAddr::new(config.listen, config.http_port);
-            let server = http::start(addr, metrics_handle(), broker.ctx.clone())
-                .map_err(|source| StartError::Listen { addr, source })?;
+            let server = http::start(
+                addr,
+                metrics_handle(),
+                broker.ctx.clone(),
+                http::MessagingSettings::from_config(&config),
+                config.workers(),
+            )
+            .map_err(|source| StartError::Listen { addr, source })?;
             broker.http = Some(server.handle());
             broker.addresses.http = Some(addr);
             actix_rt::spawn(server);

@@ -5,6 +5,7 @@
 mod acl;
 mod cancel;
 mod hardening;
+mod http_api;
 mod orderly;
 mod query;
 mod retention;

@@ -71,6 +71,9 @@ pub struct BrokerSettings {
     pub trace_on: bool,
     /// ACL 1.0 accounts; None: access control is off.
     pub acl: Option<crate::auth::AclSource>,
+    /// A group counts as consumed over HTTP this long after its last HTTP consume; TCP
+    /// consumers of it are refused meanwhile.
+    pub http_consumer_window: std::time::Duration,
 }
 
 impl Default for BrokerSettings {
@@ -100,6 +103,7 @@ impl Default for BrokerSettings {
             region_id: "DefaultRegion".into(),
             trace_on: true,
             acl: None,
+            http_consumer_window: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `routes` — the name server's tables.
 //! - `scheduler` — delayed delivery and its cancel; `producers` — the producer registry.
 //! - `txn` — the TxnChecker: half messages, their outcomes and check-backs.
+//! - `pop` — invisible-time consumption (HTTP, remoting POP, gRPC): deliveries, receipt handles.
 //! - `retention` — expiry of old messages and the disk watermarks.
 //! - `auth` — access control (ACL 1.0 accounts, signatures, permissions) for every front end.
 //! - `client_channel` — the domain's way back to a connected client.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod filter;
 pub mod message;
 pub mod model;
+pub mod pop;
 pub mod producers;
 pub mod reply;
 pub mod retention;

@@ -88,6 +88,70 @@ fn requested_due_time(props: &str, now_ms: i64) -> Option<i64> {
     (due > now_ms).then_some(due)
 }
 
+/// Properties the broker and clients set for themselves (Apache's `MessageConst` system
+/// keys): front ends that show "user properties" (HTTP, gRPC) leave these out. The keys an
+/// application sets through a client API on purpose (KEYS, `__STARTDELIVERTIME`,
+/// `__SHARDINGKEY`, `__TransCheckT`) are not among them.
+pub fn is_system_property(key: &str) -> bool {
+    const SYSTEM: &[&str] = &[
+        "TAGS",
+        "UNIQ_KEY",
+        "WAIT",
+        "DELAY",
+        "RETRY_TOPIC",
+        "REAL_TOPIC",
+        "REAL_QID",
+        "TRAN_MSG",
+        "PGROUP",
+        "MIN_OFFSET",
+        "MAX_OFFSET",
+        "BUYER_ID",
+        "ORIGIN_MESSAGE_ID",
+        "TRANSFER_FLAG",
+        "CORRECTION_FLAG",
+        "MQ2_FLAG",
+        "RECONSUME_TIME",
+        "MSG_REGION",
+        "TRACE_ON",
+        "MAX_RECONSUME_TIMES",
+        "CONSUME_START_TIME",
+        "__transactionId__",
+        "TRANSACTION_CHECK_TIMES",
+        "CHECK_IMMUNITY_TIME_IN_SECONDS",
+        "INSTANCE_ID",
+        "CORRELATION_ID",
+        "REPLY_TO_CLIENT",
+        "TTL",
+        "ARRIVE_TIME",
+        "PUSH_REPLY_TIME",
+        "CLUSTER",
+        "MSG_TYPE",
+        "SHARDING_KEY",
+        "TIMER_DELIVER_MS",
+        "TIMER_DELAY_SEC",
+        "TIMER_DELAY_MS",
+        "TIMER_OUT_MS",
+        "TIMER_ENQUEUE_MS",
+        "TIMER_DEQUEUE_MS",
+        "TIMER_ROLL_TIMES",
+        "TIMER_DEL_UNIQKEY",
+        "POP_CK",
+        "POP_CK_OFFSET",
+        "1ST_POP_TIME",
+        "INNER_NUM",
+        "INNER_BASE",
+        "DLQ_ORIGIN_TOPIC",
+        "DLQ_ORIGIN_MESSAGE_ID",
+        "BORN_HOST",
+        "BORN_TIMESTAMP",
+        "bname",
+        "__BORNHOST",
+        "TRACE_CONTEXT",
+        "__CANCEL_SCHEDULED_MSG",
+    ];
+    SYSTEM.contains(&key)
+}
+
 /// The property that makes a message a FIFO one (the 5.x message group).
 pub const PROP_SHARDING_KEY: &str = "__SHARDINGKEY";
 

@@ -40,6 +40,8 @@ pub struct QueueStats {
     pub min: AtomicU64,
     pub max: AtomicU64,
     pub last_store_time: AtomicI64,
+    /// Notified whenever `max` moves (new messages are readable).
+    pub arrived: tokio::sync::Notify,
 }
 
 impl QueueStats {
@@ -560,6 +562,8 @@ impl TopicQueue {
         }
         if advanced {
             self.stats.max.store(self.committed, Ordering::Release);
+            // Pop consumers (invisible-time consumption) wait on this, not on parked pulls.
+            self.stats.arrived.notify_waiters();
             self.committed_gauge.set(self.committed as f64);
             self.wake_parked(&new_tags, ctx);
         }

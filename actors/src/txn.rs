@@ -4,9 +4,15 @@
 //! real topic and queue, checks so far, next check time, the connection that sent it, and,
 //! within a memory budget, the message in its committed form, so a commit needs no read.
 //!
-//! Messages: `PrepareReply` (store a half message), `EndReply` (commit or roll back), and its
-//! own check tick (every second: half messages past their check time are asked about, or moved
-//! to `TRANS_CHECK_MAX_TIME_TOPIC` after the maximum of checks).
+//! Messages: `PrepareReply` (store a half message), `EndReply` (commit or roll back),
+//! `PollHalves` (the half messages due for a check whose producer polls for them), and its own
+//! check tick (every second: half messages past their check time are asked about, or moved to
+//! `TRANS_CHECK_MAX_TIME_TOPIC` after the maximum of checks).
+//!
+//! A check reaches a producer one of two ways, chosen per half message when it is stored:
+//! pushed (CHECK_TRANSACTION_STATE to a live producer of its group: remoting, gRPC) or polled
+//! (HTTP producers have no connection to push to: a due half message waits until its group
+//! polls for it, then comes back every `poll_interval_ms` for up to `poll_max_checks`).
 //!
 //! Durability: a half record (no consume-queue entry, so invisible) and its `txn` state are
 //! written in one batch before the send is acknowledged. A commit appends the message to its
@@ -45,6 +51,8 @@ pub const PROP_REAL_QID: &str = "REAL_QID";
 pub const PROP_TRANSACTION_ID: &str = "__transactionId__";
 pub const PROP_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
 pub const PROP_CHECK_IMMUNITY: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
+/// The producer group of half messages published over HTTP, whose producers do not name one.
+pub const POLLING_PRODUCER_GROUP: &str = "HTTP_TRANS_PRODUCER";
 /// Aliyun ONS's first-check delay, in seconds.
 pub const PROP_ONS_CHECK_TIME: &str = "__TransCheckT";
 
@@ -70,6 +78,10 @@ pub struct TxnSettings {
     pub max_checks: u32,
     /// Half messages waiting for an outcome at once; past it a new one is refused (busy).
     pub max_pending: usize,
+    /// Polled checks: a half message handed to a poll is due again this long after.
+    pub poll_interval_ms: i64,
+    /// Polled checks before the message moves to `TRANS_CHECK_MAX_TIME_TOPIC` (24 h of them).
+    pub poll_max_checks: u32,
 }
 
 impl Default for TxnSettings {
@@ -79,6 +91,8 @@ impl Default for TxnSettings {
             check_interval_ms: 30_000,
             max_checks: 15,
             max_pending: 1_000_000,
+            poll_interval_ms: 10_000,
+            poll_max_checks: 8_640,
         }
     }
 }
@@ -92,6 +106,9 @@ struct StoredHalf {
     uniq_key: String,
     checks: u32,
     next_check_ms: i64,
+    /// Its producer polls for checks (HTTP) instead of being asked.
+    #[serde(default)]
+    polled: bool,
 }
 
 impl StoredHalf {
@@ -122,6 +139,8 @@ pub struct TxnChecker {
     pending: HashMap<u64, Half>,
     /// (next check ms, sequence) of the pending halves not being ended.
     due: BTreeSet<(i64, u64)>,
+    /// Polled half messages due for a check, waiting for their producer to poll.
+    poll_ready: BTreeSet<u64>,
     cached_bytes: usize,
     checking: bool,
     clock: Clock,
@@ -152,6 +171,7 @@ impl TxnChecker {
             broker_name: p.broker_name,
             pending: HashMap::new(),
             due: BTreeSet::new(),
+            poll_ready: BTreeSet::new(),
             cached_bytes: 0,
             checking: false,
             clock: Arc::new(crate::now_ms),
@@ -171,6 +191,7 @@ impl TxnChecker {
     fn forget(&mut self, seq: u64) {
         if let Some(h) = self.pending.remove(&seq) {
             self.due.remove(&(h.stored.next_check_ms, seq));
+            self.poll_ready.remove(&seq);
             if let Some(m) = h.committed_form {
                 self.cached_bytes = self.cached_bytes.saturating_sub(cached_size(&m));
             }
@@ -218,6 +239,7 @@ impl TxnChecker {
             message,
             producer_group,
             sender,
+            polled,
         } = msg;
         if self.pending.len() >= self.settings.max_pending {
             let _ = reply.send(Err(BrokerError::LimitExceeded(format!(
@@ -263,6 +285,7 @@ impl TxnChecker {
             uniq_key: half.uniq_key.clone(),
             checks: 0,
             next_check_ms: self.first_check(&half.properties, now),
+            polled,
         };
         let state = match stored.encode() {
             Ok(s) => s,
@@ -338,7 +361,8 @@ impl TxnChecker {
             let _ = reply.send(Ok(()));
             return;
         };
-        if h.stored.group != msg.producer_group {
+        // A polled half message's producer never named its group when it published.
+        if !h.stored.polled && h.stored.group != msg.producer_group {
             let _ = reply.send(Err(BrokerError::TransactionMismatch(format!(
                 "the producer group wrong: the half message belongs to {}, not {}",
                 h.stored.group, msg.producer_group
@@ -359,6 +383,7 @@ impl TxnChecker {
         h.ending = true;
         let next = h.stored.next_check_ms;
         self.due.remove(&(next, seq));
+        self.poll_ready.remove(&seq);
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = if msg.commit {
             let form = h.committed_form.clone();
             let dest = (h.stored.topic.clone(), h.stored.queue_id);
@@ -470,9 +495,20 @@ impl TxnChecker {
             let Some(h) = self.pending.get_mut(&seq) else {
                 continue;
             };
-            if h.stored.checks >= self.settings.max_checks {
+            let max = if h.stored.polled {
+                self.settings.poll_max_checks
+            } else {
+                self.settings.max_checks
+            };
+            if h.stored.checks >= max {
                 h.ending = true;
+                self.poll_ready.remove(&seq);
                 exhausted.push(seq);
+                continue;
+            }
+            if h.stored.polled {
+                // Counted when its producer polls for it.
+                self.poll_ready.insert(seq);
                 continue;
             }
             h.stored.checks += 1;
@@ -801,6 +837,107 @@ pub struct Prepare {
     pub producer_group: String,
     /// The sender's connection (its producer is asked first at check time).
     pub sender: Option<u64>,
+    /// Its producer polls for checks (`PollHalves`) instead of being asked.
+    pub polled: bool,
+}
+
+/// A half message handed to a polling producer for its check.
+#[derive(Debug, Clone)]
+pub struct PolledHalf {
+    pub seq: u64,
+    /// The message as of its real topic and queue (MessageExt layout).
+    pub record: Bytes,
+    /// Checks so far, this one included.
+    pub checks: u32,
+    pub stored_ms: i64,
+    pub next_check_ms: i64,
+}
+
+/// Up to `max` polled half messages of `topic` due for a check; each is due again
+/// `poll_interval_ms` later unless an outcome comes first. (HTTP producers publish without
+/// naming their group, so polled halves are found by topic.)
+pub struct PollHalves {
+    pub topic: String,
+    pub max: usize,
+    pub reply: Reply<Vec<PolledHalf>>,
+}
+
+impl Message for PollHalves {
+    type Result = ();
+}
+
+impl Handler<PollHalves> for TxnChecker {
+    type Result = ();
+
+    fn handle(&mut self, msg: PollHalves, ctx: &mut Self::Context) {
+        let now = (self.clock)();
+        let picked: Vec<u64> = self
+            .poll_ready
+            .iter()
+            .copied()
+            .filter(|seq| {
+                self.pending
+                    .get(seq)
+                    .is_some_and(|h| !h.ending && h.stored.topic == msg.topic)
+            })
+            .take(msg.max.clamp(1, 64))
+            .collect();
+        let mut updates = AppendBatch::default();
+        let mut states = Vec::with_capacity(picked.len());
+        for seq in &picked {
+            self.poll_ready.remove(seq);
+            let Some(h) = self.pending.get_mut(seq) else {
+                continue;
+            };
+            h.stored.checks += 1;
+            h.stored.next_check_ms = now.saturating_add(self.settings.poll_interval_ms);
+            self.due.insert((h.stored.next_check_ms, *seq));
+            if let Ok(v) = h.stored.encode() {
+                updates
+                    .puts
+                    .push((cf::TXN, keys::txn_key(*seq).to_vec(), v));
+            }
+            states.push((*seq, h.stored.clone()));
+        }
+        if !updates.puts.is_empty() {
+            // Unawaited: a lost count only repeats a check after a restart.
+            drop(self.writer.try_submit(updates));
+        }
+        metrics::counter!("rocktor_transaction_checks_total").increment(states.len() as u64);
+        let (store, store_host) = (self.store.clone(), self.store_host);
+        let reply = msg.reply;
+        ctx.spawn(
+            async move {
+                let seqs = states.iter().map(|(s, _)| *s).collect();
+                let records = read_halves(&store, seqs).await;
+                let out = states
+                    .into_iter()
+                    .zip(records)
+                    .filter_map(|((seq, st), rec)| {
+                        let rec = rec.ok()?;
+                        let stored_ms = rec.store_timestamp;
+                        let record = encode_as(
+                            &rec,
+                            &st.topic,
+                            st.queue_id,
+                            seq,
+                            &rec.properties,
+                            store_host,
+                        );
+                        Some(PolledHalf {
+                            seq,
+                            record,
+                            checks: st.checks,
+                            stored_ms,
+                            next_check_ms: st.next_check_ms,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(Ok(out));
+            }
+            .into_actor(self),
+        );
+    }
 }
 
 /// `Prepare`, answered with the half record's sequence through its own channel.

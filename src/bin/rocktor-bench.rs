@@ -9,12 +9,18 @@
 //! `--delay-spread-ms` ahead (`__STARTDELIVERTIME`), and consumers report how late (or early)
 //! each arrived.
 //!
+//! `--protocol http` speaks the Aliyun-style HTTP messaging API instead (publish; consume in
+//! batches + ack), on `--http ADDR`, over `--producers` / `--consumers` keep-alive connections.
+//!
 //! Prints throughput and latency percentiles; never asserts anything about them.
 
 /// mimalloc: glibc malloc spent a quarter of the arbiter threads' time on frees of buffers
 /// allocated on another thread (measured with perf, see the performance notes in README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "rocktor-bench/http.rs"]
+mod http;
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -35,6 +41,13 @@ enum Mode {
     /// QUERY_MESSAGE by key (keys `k0`..`k{N-1}` of `--message-keys N`) for `--duration`,
     /// one query at a time per `--producers` connection.
     Query,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Protocol {
+    Remoting,
+    /// The HTTP messaging API (publish, consume + ack).
+    Http,
 }
 
 /// What the producers send.
@@ -113,6 +126,14 @@ struct Args {
     ak: Option<String>,
     #[arg(long)]
     sk: Option<String>,
+    #[arg(long, value_enum, default_value = "remoting")]
+    protocol: Protocol,
+    /// The broker's HTTP port, for `--protocol http`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Consumer connections for `--protocol http`.
+    #[arg(long, default_value_t = 16)]
+    consumers: usize,
     /// Consumers stop after this long without a message once the producers are done.
     #[arg(long, default_value_t = 2)]
     consume_idle_secs: u64,
@@ -789,6 +810,9 @@ async fn run(args: Args) -> Result<Value, String> {
     if args.create_topic {
         create_topic(&args, &ns, &args.topic, args.queues).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if args.protocol == Protocol::Http {
+        return http::run(args.clone(), args.http).await;
     }
     let route = route(&ns, &args.topic).await?;
     if args.mode == Mode::Query {

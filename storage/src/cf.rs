@@ -19,4 +19,8 @@ pub const TXN: &str = "txn";
 /// sequence was stored at or before that time.
 pub const TIME: &str = "time";
 
-pub const ALL: [&str; 8] = [LOG, CQ, INDEX, OFFSETS, META, TIMER, TXN, TIME];
+/// Invisible-time consumption: (group, topic, queue, offset) → the delivery in flight, and
+/// each queue's pop cursor under offset `u64::MAX` (`keys::pop_key`).
+pub const POP: &str = "pop";
+
+pub const ALL: [&str; 9] = [LOG, CQ, INDEX, OFFSETS, META, TIMER, TXN, TIME, POP];

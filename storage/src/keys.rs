@@ -97,6 +97,39 @@ pub fn parse_offset_key(k: &[u8]) -> Option<(String, String, u32)> {
     Some((group, topic, qid))
 }
 
+/// `pop` keys: the `offsets` key of (group, topic, queue) followed by the queue offset (big
+/// endian, so one queue's deliveries sort by offset). Offset `POP_CURSOR` holds the queue's
+/// pop cursor: every offset below it was handed out (or skipped by the filter) once.
+pub fn pop_key(group: &str, topic: &str, queue_id: u32, offset: u64) -> Vec<u8> {
+    let mut k = offset_key(group, topic, queue_id);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The offset under which a queue's pop cursor is stored.
+pub const POP_CURSOR: u64 = u64::MAX;
+
+/// The prefix of every `pop` key of (group, topic).
+pub fn pop_prefix(group: &str, topic: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + topic.len() + 2);
+    k.extend_from_slice(group.as_bytes());
+    k.push(0);
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
+    k
+}
+
+/// (queue id, offset) of a `pop` key under `prefix`.
+pub fn parse_pop_key(prefix: &[u8], k: &[u8]) -> Option<(u32, u64)> {
+    let rest = k.strip_prefix(prefix)?;
+    if rest.len() != 12 {
+        return None;
+    }
+    let qid = u32::from_be_bytes(rest[..4].try_into().ok()?);
+    let off = u64::from_be_bytes(rest[4..].try_into().ok()?);
+    Some((qid, off))
+}
+
 /// Kinds of `meta` entries; the key is the kind byte followed by the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -107,6 +140,8 @@ pub enum MetaKind {
     KvConfig = 4,
     /// Runtime ACL changes (`auth::Overlay`).
     Acl = 5,
+    /// Broker secrets (the receipt-handle key).
+    Secret = 6,
 }
 
 pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {

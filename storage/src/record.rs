@@ -118,6 +118,15 @@ pub fn patch_physical_offset(record: &mut [u8], seq: u64) {
     }
 }
 
+/// The queue offset and global sequence of an encoded record, read in place.
+pub fn positions(record: &[u8]) -> Option<(u64, u64)> {
+    let at = |pos: usize| -> Option<u64> {
+        let b: [u8; 8] = record.get(pos..pos + 8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(b))
+    };
+    Some((at(QUEUE_OFFSET_POS)?, at(PHYSICAL_OFFSET_POS)?))
+}
+
 /// A decoded view of a stored record. Borrowing fields would tie it to the buffer; the
 /// fields a broker needs are copied out, the body stays a cheap `Bytes` slice.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -599,6 +599,34 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Every `pop` entry under a (group, topic) prefix (`keys::pop_prefix`), in key order:
+    /// what a pop consumer's state recovers from.
+    pub fn pop_entries(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let pop = self.handle(cf::POP)?;
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(pop, IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes one metadata value, synced (start-up only; everything else goes through the
+    /// writer).
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let meta = self.handle(cf::META)?;
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(meta, key, value, &wo)?;
+        Ok(())
+    }
+
     /// Reads one metadata value.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let meta = self.handle(cf::META)?;

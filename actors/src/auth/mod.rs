@@ -32,6 +32,9 @@ pub struct AccessRequest<'a> {
     /// Every signed field (name, value), the signature's own field excluded or not.
     pub fields: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
+    /// A protocol that signs one string (HTTP's `MQ AK:Signature`, gRPC's `MQv2-HMAC-SHA1`):
+    /// the signature is over this text alone, and `fields`/`body` are not used.
+    pub string_to_sign: Option<&'a str>,
     pub admin_only: bool,
     pub resources: Vec<(Resource, Perm)>,
 }
@@ -171,6 +174,13 @@ impl AclConfig {
             })
             .ok_or_else(bad)?;
         let provided = &provided[..n];
+        if let Some(text) = req.string_to_sign {
+            let ok = HmacSha1::new_from_slice(account.secret_key.as_bytes()).is_ok_and(|mut m| {
+                m.update(text.as_bytes());
+                m.verify_slice(provided).is_ok()
+            });
+            return if ok { Ok(()) } else { Err(bad()) };
+        }
         let mut sorted: Vec<(&str, &str)> = req
             .fields
             .iter()
@@ -428,6 +438,7 @@ accounts:
             signature: Some(sig),
             fields: fields.to_vec(),
             body: b"body",
+            string_to_sign: None,
             admin_only: false,
             resources,
         }

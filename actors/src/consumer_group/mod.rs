@@ -82,6 +82,8 @@ pub struct GroupView {
     /// Some queue of the group holds a live orderly lock: the group consumes orderly, and its
     /// clients' direct sends to the retry topic go to the dead-letter queue (Apache's rule).
     pub orderly_locks: bool,
+    /// Live members (remoting or gRPC clients); an HTTP consume refuses a group with any.
+    pub members: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +188,7 @@ impl ConsumerGroup {
             message_model: model,
             inconsistencies,
             orderly_locks: self.locks.any_live(Instant::now()),
+            members: self.members.len(),
         }));
     }
 

@@ -35,6 +35,8 @@ impl BrokerContext {
         }
         let mut changed = false;
         for (group_name, info) in hb.consumers {
+            // A group is served by one protocol at a time (the HTTP API's rule).
+            self.refuse_if_served_over_http(&group_name)?;
             let group = self.ensure_group(&group_name).await?;
             if info.message_model != model::MessageModel::Broadcasting {
                 self.ensure_retry_topic(&group).await?;

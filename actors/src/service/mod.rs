@@ -38,6 +38,7 @@ pub mod acl;
 mod dlq;
 mod membership;
 mod offsets;
+mod pop;
 mod pull;
 mod query;
 mod recovery;
@@ -50,6 +51,7 @@ pub use dlq::DeadLetter;
 pub use membership::HeartbeatRequest;
 pub use membership::MAX_LOCK_QUEUES;
 pub use offsets::ResetTarget;
+pub use pop::{ConsumerProtocol, ReceiveRequest};
 use pull::FilterCache;
 pub use pull::{PullRequest, MAX_PULL_BYTES, OVER_CAP_HOLD};
 pub use query::{DeliveryStatus, GroupDelivery, MessageQuery};
@@ -84,6 +86,10 @@ pub struct BrokerContext {
     parked_pulls: Arc<AtomicUsize>,
     /// Filters of pulls that carry their own subscription, compiled once per expression.
     pull_filters: Arc<Mutex<FilterCache>>,
+    /// The pop actors by (group, topic), and the groups served over HTTP.
+    pops: Arc<Mutex<pop::PopRegistry>>,
+    /// Signs and checks receipt handles.
+    pub handle_key: Arc<crate::pop::HandleKey>,
 }
 
 impl BrokerContext {
@@ -98,6 +104,10 @@ impl BrokerContext {
         let topic_count = recovery.topics.len();
         let acl_overlay = std::mem::take(&mut recovery.acl_overlay);
         let writer = store.start_writer(next_seq)?;
+        let s3 = store.clone();
+        let handle_key = tokio::task::spawn_blocking(move || pop::load_handle_key(&s3))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("handle key task failed: {e}")))??;
         let arbiters: Vec<Arbiter> = (0..settings.workers.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -161,6 +171,8 @@ impl BrokerContext {
             round_robin: Arc::new(AtomicU64::new(0)),
             parked_pulls: Arc::new(AtomicUsize::new(0)),
             pull_filters: Arc::new(Mutex::new(HashMap::new())),
+            pops: Arc::new(Mutex::new(pop::PopRegistry::default())),
+            handle_key: Arc::new(handle_key),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
             ctx.auto_create(TopicSpec {

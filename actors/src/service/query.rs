@@ -174,6 +174,8 @@ pub enum DeliveryStatus {
     InDlq,
     /// Not consumed, and no client of the group is online.
     ConsumerOffline,
+    /// Handed out to an invisible-time consumer (HTTP, POP, gRPC) and not yet acked.
+    InFlight,
 }
 
 impl DeliveryStatus {
@@ -185,6 +187,7 @@ impl DeliveryStatus {
             DeliveryStatus::InRetry => "IN_RETRY",
             DeliveryStatus::InDlq => "IN_DLQ",
             DeliveryStatus::ConsumerOffline => "CONSUMER_OFFLINE",
+            DeliveryStatus::InFlight => "IN_FLIGHT",
         }
     }
 }
@@ -275,6 +278,11 @@ impl BrokerContext {
                 }
             } else if filtered {
                 DeliveryStatus::FilteredOut
+            } else if self
+                .is_inflight(&name, topic, queue_id, offset as u64)
+                .await
+            {
+                DeliveryStatus::InFlight
             } else if group_offset.is_some_and(|o| o > offset) {
                 DeliveryStatus::Consumed
             } else if online && subscription.is_some() {

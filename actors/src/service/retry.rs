@@ -52,16 +52,9 @@ impl BrokerContext {
             .unwrap_or(group.config.retry_max_times);
         let times = rec.reconsume_times;
         if times >= max || req.delay_level < 0 {
-            let mut p = properties::without(&props, &[PROP_DELAY]);
-            p = properties::with(&p, PROP_DLQ_ORIGIN_TOPIC, &origin_topic);
-            p = properties::with(&p, PROP_DLQ_ORIGIN_MESSAGE_ID, &origin_id);
-            let mut m: PreparedMessage = from_record(&rec, p)?;
-            m.reconsume_times = times.saturating_add(1);
-            let dlq = self.ensure_dlq_topic(&req.group).await?;
-            self.append_to_first_queue(&dlq, vec![m]).await?;
-            metrics::counter!("rocktor_messages_dead_lettered_total", "group" => req.group)
-                .increment(1);
-            return Ok(());
+            return self
+                .dead_letter(&req.group, &rec, props, &origin_topic, &origin_id, None)
+                .await;
         }
         let level = if req.delay_level == 0 {
             times.saturating_add(3)
@@ -86,6 +79,36 @@ impl BrokerContext {
         )
         .await?;
         metrics::counter!("rocktor_messages_retried_total", "group" => req.group).increment(1);
+        Ok(())
+    }
+}
+
+impl BrokerContext {
+    /// Appends a message to `%DLQ%<group>` with its origin topic and id; `delete_with` is a
+    /// key deleted in the same write (a pop delivery that moves with it).
+    pub(super) async fn dead_letter(
+        &self,
+        group: &str,
+        rec: &rocktor_storage::record::Record,
+        props: String,
+        origin_topic: &str,
+        origin_id: &str,
+        delete_with: Option<(&'static str, Vec<u8>)>,
+    ) -> BrokerResult<()> {
+        let mut p = properties::without(&props, &[PROP_DELAY]);
+        p = properties::with(&p, PROP_DLQ_ORIGIN_TOPIC, origin_topic);
+        p = properties::with(&p, PROP_DLQ_ORIGIN_MESSAGE_ID, origin_id);
+        let mut m: PreparedMessage = from_record(rec, p)?;
+        m.reconsume_times = rec.reconsume_times.saturating_add(1);
+        let dlq = self.ensure_dlq_topic(group).await?;
+        let queue = dlq.queues.first().ok_or_else(|| {
+            BrokerError::Storage(format!("topic {} has no queue", dlq.config.name))
+        })?;
+        let mut append = Append::new(vec![m], self.settings.broker_addr);
+        append.delete_with.extend(delete_with);
+        topic_queue::append(queue, append).await?;
+        metrics::counter!("rocktor_messages_dead_lettered_total", "group" => group.to_string())
+            .increment(1);
         Ok(())
     }
 }

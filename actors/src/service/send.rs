@@ -17,6 +17,8 @@ pub struct SendRequest {
     pub batch: bool,
     /// The sender's client connection, if it has one (asked first about its transactions).
     pub connection_id: Option<u64>,
+    /// A transactional producer that polls for its checks (HTTP) instead of being asked.
+    pub polls_checks: bool,
 }
 
 #[cfg(test)]
@@ -41,6 +43,7 @@ impl SendRequest {
             max_reconsume_times: None,
             batch: false,
             connection_id: None,
+            polls_checks: false,
         }
     }
 }
@@ -54,6 +57,12 @@ pub struct SendResult {
     pub store_host: SocketAddr,
     /// A scheduled message's recall handle (Apache 5.5's RECALL_MESSAGE, gRPC RecallMessage).
     pub recall_handle: Option<String>,
+}
+
+/// Java's `String.hashCode`, so a key picks the queue Apache's `SelectMessageQueueByHash` does.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The property of Huawei DMS's cancel message: the id of the scheduled message to cancel.
@@ -159,8 +168,19 @@ impl BrokerContext {
             )));
         }
         let write_queues = topic.config.write_queues.max(1);
+        let sharding_key = req
+            .messages
+            .first()
+            .and_then(|m| properties::get(&m.properties, crate::message::PROP_SHARDING_KEY))
+            .filter(|k| !k.is_empty());
         let queue_id = if req.queue_id < 0 {
-            (self.round_robin.fetch_add(1, Ordering::Relaxed) % write_queues as u64) as u32
+            match sharding_key {
+                // One key, one queue: a message group's (sharding key's) order is its queue's.
+                Some(key) => (java_string_hash(key).unsigned_abs() % write_queues) as u32,
+                None => {
+                    (self.round_robin.fetch_add(1, Ordering::Relaxed) % write_queues as u64) as u32
+                }
+            }
         } else {
             req.queue_id as u32
         };
@@ -190,6 +210,7 @@ impl BrokerContext {
                     message,
                     req.producer_group,
                     req.connection_id,
+                    req.polls_checks,
                 )
                 .await?;
             return Ok(SendResult {

@@ -13,6 +13,7 @@ impl BrokerContext {
         message: PreparedMessage,
         producer_group: String,
         sender: Option<u64>,
+        polled: bool,
     ) -> BrokerResult<u64> {
         let prepare = Prepare {
             topic: topic.config.name.clone(),
@@ -20,10 +21,29 @@ impl BrokerContext {
             message,
             producer_group,
             sender,
+            polled,
         };
         crate::reply::call(&self.txn, "transaction checker", |reply| PrepareReply {
             prepare,
             reply,
+        })
+        .await
+    }
+
+    /// The half messages of `topic` that are due for a check and whose producer polls for
+    /// checks (HTTP `trans=pop`).
+    pub async fn poll_half_messages(
+        &self,
+        topic: &str,
+        max: usize,
+    ) -> BrokerResult<Vec<crate::txn::PolledHalf>> {
+        self.existing_topic(topic)?;
+        crate::reply::call(&self.txn, "transaction checker", |reply| {
+            crate::txn::PollHalves {
+                topic: topic.to_string(),
+                max,
+                reply,
+            }
         })
         .await
     }
@@ -93,6 +113,7 @@ mod tests {
     fn half(body: &'static [u8]) -> SendRequest {
         SendRequest {
             connection_id: Some(7),
+            polls_checks: false,
             ..SendRequest::for_test(
                 "T",
                 Bytes::from_static(body),
@@ -123,6 +144,7 @@ mod tests {
                 check_interval_ms: 0,
                 max_checks: 2,
                 max_pending: 10,
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -79,6 +79,7 @@ pub fn refuse(b: &BrokerContext, remote: IpAddr, req: &RemotingCommand) -> Optio
         signature: req.ext.get("Signature"),
         fields,
         body: &req.body,
+        string_to_sign: None,
         admin_only: ADMIN_ONLY.contains(&req.code),
         resources: resources(req),
     };

@@ -81,6 +81,7 @@ pub async fn send(
             messages,
             batch,
             connection_id: Some(conn.id),
+            polls_checks: false,
         })
         .await?;
     let msg_id = match r.seqs.as_slice() {

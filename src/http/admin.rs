@@ -1,44 +1,31 @@
-//! The HTTP front end: Prometheus metrics, a health check, and the first admin routes (dead
-//! letters). The full admin REST API, the HTTP messaging API and the dashboard come with their
-//! own issues; they call the same `BrokerContext` flows.
+//! The first admin routes (JSON under `/api`): dead letters, delivery status, messages by
+//! time, traces, retention. The full admin REST API comes with its own issue; all of them call
+//! the same `BrokerContext` flows.
 
 use crate::remoting::message::offset_msg_id;
-use actix_web::{web, App, HttpResponse, HttpServer};
-use metrics_exporter_prometheus::PrometheusHandle;
+use actix_web::{web, HttpResponse};
 use rocktor_actors::{BrokerContext, BrokerError};
 use rocktor_storage::properties;
 use serde::Deserialize;
 use serde_json::json;
-use std::net::SocketAddr;
 
-/// Routes other actix-web apps can mount when embedding rocktor.
-pub fn configure(
-    cfg: &mut web::ServiceConfig,
-    metrics: Option<PrometheusHandle>,
-    broker: Option<BrokerContext>,
-) {
-    cfg.app_data(web::Data::new(metrics))
-        .app_data(web::Data::new(broker.clone()))
-        .route("/metrics", web::get().to(metrics_page))
-        .route("/healthz", web::get().to(healthz));
-    if let Some(b) = broker {
-        cfg.app_data(web::Data::new(b))
-            .route("/api/groups/{group}/dlq", web::get().to(list_dead_letters))
-            .route(
-                "/api/groups/{group}/dlq/resend",
-                web::post().to(resend_dead_letters),
-            )
-            .route(
-                "/api/topics/{topic}/messages/{msg_id}/delivery",
-                web::get().to(delivery_status),
-            )
-            .route(
-                "/api/topics/{topic}/messages",
-                web::get().to(messages_by_time),
-            )
-            .route("/api/messages/{msg_id}/trace", web::get().to(message_trace))
-            .route("/api/retention", web::get().to(retention_status));
-    }
+/// Registers the admin routes (they need a broker in the app data).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/groups/{group}/dlq", web::get().to(list_dead_letters))
+        .route(
+            "/api/groups/{group}/dlq/resend",
+            web::post().to(resend_dead_letters),
+        )
+        .route(
+            "/api/topics/{topic}/messages/{msg_id}/delivery",
+            web::get().to(delivery_status),
+        )
+        .route(
+            "/api/topics/{topic}/messages",
+            web::get().to(messages_by_time),
+        )
+        .route("/api/messages/{msg_id}/trace", web::get().to(message_trace))
+        .route("/api/retention", web::get().to(retention_status));
 }
 
 /// `?begin=MS&end=MS&max=N` (the dead-letter list spells them `from` and `to`).
@@ -163,25 +150,6 @@ async fn retention_status(b: web::Data<BrokerContext>) -> HttpResponse {
     }
 }
 
-async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
-    match handle.get_ref() {
-        Some(h) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(h.render()),
-        None => HttpResponse::ServiceUnavailable()
-            .body("metrics recorder not installed in this process"),
-    }
-}
-
-/// 200 "ok"; 503 while the store refuses writes (reads still work).
-async fn healthz(broker: web::Data<Option<BrokerContext>>) -> HttpResponse {
-    match broker.get_ref() {
-        Some(b) if !b.writable() => HttpResponse::ServiceUnavailable()
-            .body("write-unavailable: the store refuses writes (see the broker's log)"),
-        _ => HttpResponse::Ok().body("ok"),
-    }
-}
-
 /// The one place broker errors become HTTP answers.
 fn error_response(e: &BrokerError) -> HttpResponse {
     let body = json!({ "error": e.to_string() });
@@ -249,20 +217,4 @@ async fn resend_dead_letters(
         Ok(n) => HttpResponse::Ok().json(json!({ "resent": n })),
         Err(e) => error_response(&e),
     }
-}
-
-pub fn start(
-    addr: SocketAddr,
-    metrics: Option<PrometheusHandle>,
-    broker: BrokerContext,
-) -> std::io::Result<actix_web::dev::Server> {
-    let server = HttpServer::new(move || {
-        App::new().configure(|c| configure(c, metrics.clone(), Some(broker.clone())))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .bind(addr)?
-    .run();
-    Ok(server)
 }

@@ -1,0 +1,79 @@
+//! The HTTP front end (actix-web): the Aliyun-style HTTP messaging API at the root
+//! (`/topics/{topic}/messages`), the first admin routes under `/api`, Prometheus `/metrics`
+//! and `/healthz`. Thin translations: every rule lives in `BrokerContext`'s flows.
+
+mod admin;
+mod messaging;
+mod signature;
+mod xml;
+
+pub use messaging::MessagingSettings;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use rocktor_actors::BrokerContext;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long an idle keep-alive connection stays open: the SDKs reuse connections between
+/// long polls (Python's socket timeout is 60 s; Node reports a closed one as ECONNRESET).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+/// Routes other actix-web apps can mount when embedding rocktor (see `examples/embedded.rs`):
+/// `/metrics` and `/healthz` always; with a broker, the messaging API and the admin routes.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    metrics: Option<PrometheusHandle>,
+    broker: Option<(BrokerContext, MessagingSettings)>,
+) {
+    cfg.app_data(web::Data::new(metrics))
+        .app_data(web::Data::new(broker.as_ref().map(|(b, _)| b.clone())))
+        .route("/metrics", web::get().to(metrics_page))
+        .route("/healthz", web::get().to(healthz));
+    if let Some((b, settings)) = broker {
+        cfg.app_data(web::Data::new(b))
+            .app_data(web::Data::new(settings));
+        admin::routes(cfg);
+        messaging::routes(cfg);
+    }
+}
+
+async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
+    match handle.get_ref() {
+        Some(h) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(h.render()),
+        None => HttpResponse::ServiceUnavailable()
+            .body("metrics recorder not installed in this process"),
+    }
+}
+
+/// 200 "ok"; 503 while the store refuses writes (reads still work).
+async fn healthz(broker: web::Data<Option<BrokerContext>>) -> HttpResponse {
+    match broker.get_ref() {
+        Some(b) if !b.writable() => HttpResponse::ServiceUnavailable()
+            .body("write-unavailable: the store refuses writes (see the broker's log)"),
+        _ => HttpResponse::Ok().body("ok"),
+    }
+}
+
+/// The broker's own HTTP server on `addr`, with `workers` threads (one per core by default).
+pub fn start(
+    addr: SocketAddr,
+    metrics: Option<PrometheusHandle>,
+    broker: BrokerContext,
+    settings: MessagingSettings,
+    workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(|c| configure(c, metrics.clone(), Some((broker.clone(), settings.clone()))))
+    })
+    .workers(workers.max(1))
+    .keep_alive(KEEP_ALIVE)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?
+    .run();
+    Ok(server)
+}
