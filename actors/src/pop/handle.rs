@@ -51,10 +51,6 @@ impl HandleKey {
         HandleKey(bytes)
     }
 
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     fn check(&self, parts: &[&[u8]]) -> u64 {
         let Ok(mut mac) = HmacSha1::new_from_slice(&self.0) else {
             return 0; // HMAC takes keys of any length; unreachable.
@@ -106,11 +102,10 @@ impl HandleKey {
         let offset = next()?.parse().map_err(|_| HandleError::Invalid)?;
         let attempt = next()?.parse().map_err(|_| HandleError::Invalid)?;
         let deadline_ms = next()?.parse().map_err(|_| HandleError::Invalid)?;
-        let check = next()?;
-        if parts.next().is_some() || check.len() != 16 {
+        let check = parse_check(next()?)?;
+        if parts.next().is_some() {
             return Err(HandleError::Invalid);
         }
-        let check = u64::from_str_radix(check, 16).map_err(|_| HandleError::Invalid)?;
         let h = ReceiptHandle {
             queue_id,
             offset,
@@ -134,15 +129,20 @@ impl HandleKey {
         let rest = text.trim().strip_prefix('T').ok_or(HandleError::Invalid)?;
         let (seq, check) = rest.split_once('_').ok_or(HandleError::Invalid)?;
         let seq: u64 = seq.parse().map_err(|_| HandleError::Invalid)?;
-        if check.len() != 16 {
-            return Err(HandleError::Invalid);
-        }
-        let check = u64::from_str_radix(check, 16).map_err(|_| HandleError::Invalid)?;
+        let check = parse_check(check)?;
         if check != self.check(&[b"half", topic.as_bytes(), &seq.to_be_bytes()]) {
             return Err(HandleError::Invalid);
         }
         Ok(seq)
     }
+}
+
+/// A check value: exactly 16 hex digits.
+fn parse_check(s: &str) -> Result<u64, HandleError> {
+    if s.len() != 16 {
+        return Err(HandleError::Invalid);
+    }
+    u64::from_str_radix(s, 16).map_err(|_| HandleError::Invalid)
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@
 //! Messages: `Receive` (hand out up to N messages, invisible until a deadline; expired ones
 //! first, redelivered with the attempt raised and a new handle; past the maximum of attempts
 //! to `%DLQ%<group>`; waits up to its time for new messages, woken by the queues' `arrived`
-//! notifications), `Ack` (per handle), `ChangeInvisible`, `Inflight` (counts, for admin and
-//! metrics). Ordered receives take a queue only while none of its messages is in flight, so a
-//! queue's (and so a message group's or a sharding key's) next batch waits for the previous
-//! one to be settled.
+//! notifications), `Ack` (per handle), `ChangeInvisible`, `IsInflight` (delivery status).
+//! Ordered receives take a queue only while none of its messages is in flight, so a queue's
+//! (and so a message group's or a sharding key's) next batch waits for the previous one to be
+//! settled.
 //!
 //! Durability: a delivery and the cursor move are written (`pop` column family) before the
 //! receive is answered; an ack deletes the delivery before it is answered; a redelivery
@@ -165,13 +165,6 @@ pub struct ChangeInvisible {
 
 impl Message for ChangeInvisible {
     type Result = ();
-}
-
-/// Deliveries in flight per queue.
-pub struct Inflight;
-
-impl Message for Inflight {
-    type Result = Vec<(u32, usize)>;
 }
 
 /// Whether a delivery of this message (by queue and offset) is in flight.
@@ -927,20 +920,6 @@ impl Handler<ChangeInvisible> for PopState {
             }
             .into_actor(self),
         );
-    }
-}
-
-impl Handler<Inflight> for PopState {
-    type Result = MessageResult<Inflight>;
-
-    fn handle(&mut self, _: Inflight, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.queues
-                .iter()
-                .enumerate()
-                .map(|(i, q)| (i as u32, q.inflight.len()))
-                .collect(),
-        )
     }
 }
 

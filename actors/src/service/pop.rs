@@ -87,20 +87,7 @@ impl BrokerContext {
     /// Hands out up to `max` messages of the topic to the group, invisible for
     /// `invisible_ms`, waiting up to `wait` for one.
     pub async fn receive(&self, req: ReceiveRequest) -> BrokerResult<Vec<Delivery>> {
-        let topic = self.existing_topic(&req.topic)?;
-        if !topic.config.readable() {
-            return Err(BrokerError::NoPermission(format!(
-                "the topic[{}] pulling message is forbidden",
-                req.topic
-            )));
-        }
-        let group = self.ensure_group(&req.group).await?;
-        if !group.config.consume_enable {
-            return Err(BrokerError::NoPermission(format!(
-                "subscription group no permission, {}",
-                req.group
-            )));
-        }
+        let (_, group) = self.consumable(&req.topic, &req.group).await?;
         if req.invisible_ms <= 0 {
             return Err(BrokerError::InvalidParameter(format!(
                 "the invisible time {} ms is not positive",
@@ -158,17 +145,13 @@ impl BrokerContext {
         .await
     }
 
-    /// Deliveries in flight per queue of (group, topic); empty when no pop consumer read it.
-    pub async fn inflight(&self, group: &str, topic: &str) -> Vec<(u32, usize)> {
-        let addr = self.pops.lock().ok().and_then(|r| {
+    /// The pop actor of (group, topic), if a pop consumer ever read it.
+    fn existing_pop_state(&self, group: &str, topic: &str) -> Option<Addr<PopState>> {
+        self.pops.lock().ok().and_then(|r| {
             r.actors
                 .get(&(group.to_string(), topic.to_string()))
                 .cloned()
-        });
-        match addr {
-            Some(a) => a.send(pop::Inflight).await.unwrap_or_default(),
-            None => Vec::new(),
-        }
+        })
     }
 
     /// Whether the message at (queue, offset) is handed out to the group and not yet settled.
@@ -179,12 +162,7 @@ impl BrokerContext {
         queue_id: u32,
         offset: u64,
     ) -> bool {
-        let addr = self.pops.lock().ok().and_then(|r| {
-            r.actors
-                .get(&(group.to_string(), topic.to_string()))
-                .cloned()
-        });
-        match addr {
+        match self.existing_pop_state(group, topic) {
             Some(a) => a
                 .send(pop::IsInflight { queue_id, offset })
                 .await

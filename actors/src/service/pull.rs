@@ -130,21 +130,30 @@ impl BrokerContext {
             .map(|_| ())
     }
 
+    /// The topic and group of a consume (pull, pop): the topic must exist and be readable, the
+    /// group (created on first use) must be allowed to consume.
+    pub(super) async fn consumable(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> BrokerResult<(Arc<TopicHandle>, Arc<GroupHandle>)> {
+        let t = self.existing_topic(topic)?;
+        if !t.config.readable() {
+            return Err(BrokerError::NoPermission(format!(
+                "the topic[{topic}] pulling message is forbidden"
+            )));
+        }
+        let g = self.ensure_group(group).await?;
+        if !g.config.consume_enable {
+            return Err(BrokerError::NoPermission(format!(
+                "subscription group no permission, {group}"
+            )));
+        }
+        Ok((t, g))
+    }
+
     pub async fn pull(&self, req: PullRequest) -> BrokerResult<PullOutcome> {
-        let topic = self.existing_topic(&req.topic)?;
-        if !topic.config.readable() {
-            return Err(BrokerError::NoPermission(format!(
-                "the topic[{}] pulling message is forbidden",
-                req.topic
-            )));
-        }
-        let group = self.ensure_group(&req.group).await?;
-        if !group.config.consume_enable {
-            return Err(BrokerError::NoPermission(format!(
-                "subscription group no permission, {}",
-                req.group
-            )));
-        }
+        let (topic, group) = self.consumable(&req.topic, &req.group).await?;
         if !group.config.consume_broadcast_enable
             && group.view.load().message_model == Some(model::MessageModel::Broadcasting)
         {
