@@ -7,6 +7,7 @@ mod cancel;
 mod hardening;
 mod http_api;
 mod orderly;
+mod pop;
 mod query;
 mod retention;
 mod support;

@@ -136,6 +136,8 @@ pub(crate) struct Recovery {
     pub next_topic_id: u32,
     /// Runtime ACL changes (applied over the ACL file).
     pub acl_overlay: crate::auth::Overlay,
+    /// The stored request modes by (group, topic).
+    pub request_modes: Vec<((String, String), crate::service::RequestModeSetting)>,
 }
 
 pub struct BrokerActor {

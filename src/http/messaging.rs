@@ -631,6 +631,7 @@ async fn consume(
                         order,
                         max_attempts: Some(s.max_deliveries),
                         queue: None,
+                        start_at_end: false,
                     })
                     .await?;
                 for d in &deliveries {

@@ -142,6 +142,8 @@ pub enum MetaKind {
     Acl = 5,
     /// Broker secrets (the receipt-handle key).
     Secret = 6,
+    /// How a group consumes a topic (pull or pop: SET_MESSAGE_REQUEST_MODE), by "group\0topic".
+    RequestMode = 7,
 }
 
 pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {

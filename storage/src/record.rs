@@ -118,6 +118,34 @@ pub fn patch_physical_offset(record: &mut [u8], seq: u64) {
     }
 }
 
+/// Byte position of SYSFLAG (it says how long the two host fields are).
+const SYS_FLAG_POS: usize = 36;
+/// Byte position of the born host (after SYSFLAG and BORNTIMESTAMP).
+const BORN_HOST_POS: usize = 48;
+
+/// Raises RECONSUMETIMES of an encoded record by `extra` (a redelivery counts its attempts on
+/// top of the count the record came with). A record too short to hold the field is left as it is.
+pub fn add_reconsume_times(record: &mut [u8], extra: i32) {
+    let Some(flag) = record
+        .get(SYS_FLAG_POS..SYS_FLAG_POS + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_be_bytes)
+    else {
+        return;
+    };
+    let host = |v6: bool| if v6 { 20 } else { 8 };
+    let pos = BORN_HOST_POS
+        + host(flag & FLAG_BORNHOST_V6 != 0)
+        + 8
+        + host(flag & FLAG_STOREHOST_V6 != 0);
+    if let Some(field) = record.get_mut(pos..pos + 4) {
+        let mut current = [0u8; 4];
+        current.copy_from_slice(field);
+        let times = i32::from_be_bytes(current).max(0).saturating_add(extra);
+        field.copy_from_slice(&times.to_be_bytes());
+    }
+}
+
 /// The queue offset and global sequence of an encoded record, read in place.
 pub fn positions(record: &[u8]) -> Option<(u64, u64)> {
     let at = |pos: usize| -> Option<u64> {
@@ -282,6 +310,27 @@ mod tests {
             topic,
             properties: "TAGS\u{1}a\u{2}",
         }
+    }
+
+    #[test]
+    fn reconsume_times_patch_finds_the_field_for_every_host_kind() {
+        let hosts = ["[::1]:10911", "127.0.0.1:10911"];
+        for (born_host, store_host) in hosts.iter().flat_map(|b| hosts.iter().map(move |s| (b, s)))
+        {
+            let mut p = parts("T", b"body");
+            p.born_host = born_host.parse().unwrap();
+            p.store_host = store_host.parse().unwrap();
+            let mut buf = BytesMut::new();
+            encode(&p, &mut buf);
+            add_reconsume_times(&mut buf, 5);
+            let (r, _) = decode(&buf.freeze()).unwrap();
+            assert_eq!(r.reconsume_times, 7, "{born_host} / {store_host}");
+            assert_eq!(&r.body[..], b"body");
+            assert_eq!(r.born_host, p.born_host);
+        }
+        let mut short = vec![0u8; 40];
+        add_reconsume_times(&mut short, 5); // too short: untouched, no panic
+        assert!(short.iter().all(|b| *b == 0));
     }
 
     #[test]

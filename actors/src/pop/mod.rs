@@ -189,10 +189,18 @@ pub struct PopState {
     loaded: bool,
     watching: bool,
     next_queue: usize,
+    /// Queues without a cursor or committed offset start at their ends, not their starts.
+    start_at_end: bool,
 }
 
 impl PopState {
-    pub fn new(group: String, topic: String, b: BrokerContext, key: Arc<HandleKey>) -> Self {
+    pub fn new(
+        group: String,
+        topic: String,
+        b: BrokerContext,
+        key: Arc<HandleKey>,
+        start_at_end: bool,
+    ) -> Self {
         PopState {
             group,
             topic,
@@ -204,6 +212,7 @@ impl PopState {
             loaded: false,
             watching: false,
             next_queue: 0,
+            start_at_end,
         }
     }
 
@@ -286,6 +295,7 @@ impl PopState {
         committed: Vec<Option<i64>>,
     ) {
         let mut cursors = BTreeMap::new();
+        let mut fresh_at_end = Vec::new();
         for (k, v) in entries {
             let Some((qid, off)) = keys::parse_pop_key(prefix, &k) else {
                 tracing::warn!(group = %self.group, topic = %self.topic, "skipping a malformed pop key");
@@ -316,10 +326,18 @@ impl PopState {
                     *c
                 }
                 (None, Some(o)) if o >= 0 => o as u64,
-                // A new group reads the queue from its first retained message.
+                // A new group reads the queue from its end (init mode MAX) and keeps that
+                // start, or from its first retained message.
+                _ if self.start_at_end => {
+                    fresh_at_end.push(i);
+                    q.stats.max()
+                }
                 _ => q.stats.min(),
             };
             q.cursor = start.max(q.stats.min());
+        }
+        for qi in fresh_at_end {
+            self.store_cursor(qi);
         }
         let n = self.deadlines.len();
         if n > 0 {
@@ -825,7 +843,11 @@ impl Handler<Receive> for PopState {
 
     fn handle(&mut self, r: Receive, ctx: &mut Context<Self>) {
         if self.waiting.len() >= MAX_WAITING {
-            let _ = r.reply.send(Ok(Vec::new()));
+            // Said, not an empty answer: a client told "nothing" polls again at once.
+            let _ = r.reply.send(Err(BrokerError::LimitExceeded(format!(
+                "{MAX_WAITING} long polls already wait on {} / {}",
+                self.group, self.topic
+            ))));
             return;
         }
         let until = Instant::now() + r.wait;

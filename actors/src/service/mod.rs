@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod acl;
+mod assignment;
 mod dlq;
 mod membership;
 mod offsets;
@@ -47,6 +48,7 @@ mod send;
 mod trace;
 mod txn;
 
+pub use assignment::{Assignment, RequestMode, RequestModeSetting, Strategy};
 pub use dlq::DeadLetter;
 pub use membership::HeartbeatRequest;
 pub use membership::MAX_LOCK_QUEUES;
@@ -103,6 +105,7 @@ impl BrokerContext {
             .map_err(|e| BrokerError::Storage(format!("recovery task failed: {e}")))??;
         let topic_count = recovery.topics.len();
         let acl_overlay = std::mem::take(&mut recovery.acl_overlay);
+        let request_modes = std::mem::take(&mut recovery.request_modes);
         let writer = store.start_writer(next_seq)?;
         let s3 = store.clone();
         let handle_key = tokio::task::spawn_blocking(move || pop::load_handle_key(&s3))
@@ -171,7 +174,9 @@ impl BrokerContext {
             round_robin: Arc::new(AtomicU64::new(0)),
             parked_pulls: Arc::new(AtomicUsize::new(0)),
             pull_filters: Arc::new(Mutex::new(HashMap::new())),
-            pops: Arc::new(Mutex::new(pop::PopRegistry::default())),
+            pops: Arc::new(Mutex::new(pop::PopRegistry::with_request_modes(
+                request_modes,
+            ))),
             handle_key: Arc::new(handle_key),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {

@@ -28,6 +28,9 @@ pub struct ReceiveRequest {
     pub max_attempts: Option<u32>,
     /// Only this queue; None: any queue of the topic.
     pub queue: Option<u32>,
+    /// A group new to the topic starts at the queues' ends (Apache's init mode MAX), not at
+    /// their first retained messages; said by the receive that starts the group's state.
+    pub start_at_end: bool,
 }
 
 /// Which protocol a group's consumers use (the HTTP API's one-protocol rule).
@@ -38,11 +41,43 @@ pub enum ConsumerProtocol {
     Http,
 }
 
-/// The pop actors and the HTTP-served groups.
+/// The pop actors, the HTTP-served groups and the request modes.
 #[derive(Default)]
 pub(crate) struct PopRegistry {
     actors: HashMap<(String, String), Addr<PopState>>,
     http_served: HashMap<String, Instant>,
+    request_modes: HashMap<(String, String), super::RequestModeSetting>,
+}
+
+impl PopRegistry {
+    pub(crate) fn with_request_modes(
+        modes: Vec<((String, String), super::RequestModeSetting)>,
+    ) -> Self {
+        PopRegistry {
+            request_modes: modes.into_iter().collect(),
+            ..PopRegistry::default()
+        }
+    }
+
+    pub(super) fn request_mode(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Option<super::RequestModeSetting> {
+        self.request_modes
+            .get(&(group.to_string(), topic.to_string()))
+            .copied()
+    }
+
+    pub(super) fn set_request_mode(
+        &mut self,
+        group: &str,
+        topic: &str,
+        setting: super::RequestModeSetting,
+    ) {
+        self.request_modes
+            .insert((group.to_string(), topic.to_string()), setting);
+    }
 }
 
 /// Reads the receipt-handle key from `meta`, or makes and stores one (first start).
@@ -63,7 +98,12 @@ pub(super) fn load_handle_key(store: &Store) -> BrokerResult<HandleKey> {
 
 impl BrokerContext {
     /// The pop actor of (group, topic), started on first use (again if it stopped).
-    fn pop_state(&self, group: &str, topic: &str) -> BrokerResult<Addr<PopState>> {
+    fn pop_state(
+        &self,
+        group: &str,
+        topic: &str,
+        start_at_end: bool,
+    ) -> BrokerResult<Addr<PopState>> {
         let mut reg = self
             .pops
             .lock()
@@ -78,8 +118,9 @@ impl BrokerContext {
             self.clone(),
             self.handle_key.clone(),
         );
-        let addr =
-            PopState::start_in_arbiter(&self.next_arbiter(), move |_| PopState::new(g, t, b, key));
+        let addr = PopState::start_in_arbiter(&self.next_arbiter(), move |_| {
+            PopState::new(g, t, b, key, start_at_end)
+        });
         reg.actors.insert(k, addr.clone());
         Ok(addr)
     }
@@ -99,7 +140,7 @@ impl BrokerContext {
         let max_attempts = req
             .max_attempts
             .unwrap_or_else(|| (group.config.retry_max_times.max(0) as u32).saturating_add(1));
-        let actor = self.pop_state(&req.group, &req.topic)?;
+        let actor = self.pop_state(&req.group, &req.topic, req.start_at_end)?;
         let deliveries = crate::reply::call(&actor, "pop state", |reply| Receive {
             max: req.max.clamp(1, pop::MAX_BATCH),
             invisible_ms: req.invisible_ms,
@@ -122,8 +163,9 @@ impl BrokerContext {
         topic: &str,
         targets: Vec<AckTarget>,
     ) -> BrokerResult<Vec<Result<(), HandleError>>> {
-        self.existing_topic(topic)?;
-        let actor = self.pop_state(group, topic)?;
+        let Some(actor) = self.settling_state(group, topic)? else {
+            return Ok(targets.iter().map(|_| Err(HandleError::Invalid)).collect());
+        };
         crate::reply::call(&actor, "pop state", |reply| Ack { targets, reply }).await
     }
 
@@ -135,14 +177,33 @@ impl BrokerContext {
         target: AckTarget,
         invisible_ms: i64,
     ) -> BrokerResult<Result<(String, i64), HandleError>> {
-        self.existing_topic(topic)?;
-        let actor = self.pop_state(group, topic)?;
+        let Some(actor) = self.settling_state(group, topic)? else {
+            return Ok(Err(HandleError::Invalid));
+        };
         crate::reply::call(&actor, "pop state", |reply| ChangeInvisible {
             target,
             invisible_ms,
             reply,
         })
         .await
+    }
+
+    /// The pop actor an ack or invisible-time change goes to. It is started (after a restart,
+    /// its deliveries are read back) only for a group and topic that exist: a settle never
+    /// creates a group, so made-up names cannot start actors. None: no such group, so nothing
+    /// of it is in flight and every handle is another group's.
+    fn settling_state(&self, group: &str, topic: &str) -> BrokerResult<Option<Addr<PopState>>> {
+        self.existing_topic(topic)?;
+        if let Some(a) = self
+            .existing_pop_state(group, topic)
+            .filter(|a| a.connected())
+        {
+            return Ok(Some(a));
+        }
+        if self.group(group).is_none() {
+            return Ok(None);
+        }
+        self.pop_state(group, topic, false).map(Some)
     }
 
     /// The pop actor of (group, topic), if a pop consumer ever read it.

@@ -22,6 +22,7 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
     let mut groups = Vec::new();
     let mut kv = KvTable::new();
     let mut acl = Vec::new();
+    let mut request_modes = Vec::new();
     let mut next_topic_id = 1u32;
     for (kind, name, value) in &rec.meta {
         match *kind {
@@ -37,6 +38,14 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
                 }
             }
             k if k == MetaKind::Acl as u8 => acl.push((name.as_str(), value.as_slice())),
+            k if k == MetaKind::RequestMode as u8 => {
+                if let Some((g, t)) = name.split_once('\u{0}') {
+                    request_modes.extend(
+                        decode_meta("request mode", name, value)
+                            .map(|m| ((g.to_string(), t.to_string()), m)),
+                    );
+                }
+            }
             k if k == MetaKind::KvConfig as u8 => {
                 if let Some((ns, key)) = name.split_once('\u{0}') {
                     kv.entry(ns.to_string())
@@ -68,6 +77,7 @@ pub(super) fn recover(store: &Store) -> BrokerResult<(Recovery, u64, KvTable)> {
             offsets,
             next_topic_id,
             acl_overlay: crate::auth::Overlay::from_stored(acl),
+            request_modes,
         },
         rec.next_seq,
         kv,

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 /// Requests only an admin account may make: Apache's list, and the ACL admin codes (which
 /// would otherwise let any account grant itself anything).
-const ADMIN_ONLY: [i32; 10] = [
+const ADMIN_ONLY: [i32; 11] = [
     rq::UPDATE_AND_CREATE_TOPIC,
     25, // UPDATE_BROKER_CONFIG
     rq::DELETE_TOPIC_IN_BROKER,
@@ -22,6 +22,7 @@ const ADMIN_ONLY: [i32; 10] = [
     rq::GET_BROKER_CLUSTER_ACL_INFO,
     rq::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
     rq::GET_BROKER_CLUSTER_ACL_CONFIG,
+    rq::SET_MESSAGE_REQUEST_MODE,
 ];
 
 /// The resources a request needs, from its header (and a heartbeat's body).
@@ -44,6 +45,22 @@ fn resources(req: &RemotingCommand) -> Vec<(Resource, Perm)> {
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => {
             need(topic("topic"), Perm::SUB);
             need(group("consumerGroup"), Perm::SUB);
+        }
+        rq::POP_MESSAGE | rq::ACK_MESSAGE | rq::CHANGE_MESSAGE_INVISIBLETIME => {
+            need(topic("topic"), Perm::SUB);
+            need(group("consumerGroup"), Perm::SUB);
+        }
+        rq::BATCH_ACK_MESSAGE => {
+            for (g, t) in super::pop::batch_ack_resources(&req.body) {
+                need(Some(Resource::Topic(t)), Perm::SUB);
+                need(Some(Resource::Group(g)), Perm::SUB);
+            }
+        }
+        rq::QUERY_ASSIGNMENT => {
+            if let Some((t, g)) = super::pop::query_assignment_resources(&req.body) {
+                need(Some(Resource::Topic(t)), Perm::SUB);
+                need(Some(Resource::Group(g)), Perm::SUB);
+            }
         }
         rq::QUERY_MESSAGE => need(topic("topic"), Perm::SUB),
         rq::UPDATE_CONSUMER_OFFSET => {

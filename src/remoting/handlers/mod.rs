@@ -5,6 +5,7 @@ mod acl_admin;
 mod admin;
 mod consumer;
 mod namesrv;
+mod pop;
 mod pull;
 mod query;
 mod send;
@@ -79,6 +80,12 @@ async fn broker_codes(
             send::send(b, conn, req).await
         }
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(b, conn, req).await,
+        rq::POP_MESSAGE => pop::pop(b, req).await,
+        rq::ACK_MESSAGE => pop::ack(b, req).await,
+        rq::BATCH_ACK_MESSAGE => pop::batch_ack(b, req).await,
+        rq::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible(b, req).await,
+        rq::QUERY_ASSIGNMENT => pop::query_assignment(b, req).await,
+        rq::SET_MESSAGE_REQUEST_MODE => pop::set_request_mode(b, req).await,
         rq::QUERY_MESSAGE => query::query(b, req).await,
         rq::VIEW_MESSAGE_BY_ID => query::view(b, req).await,
         rq::CONSUMER_SEND_MSG_BACK => send::send_back(b, req).await,

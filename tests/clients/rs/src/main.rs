@@ -12,10 +12,14 @@
 //!   produce --namesrv A --topic T --count N --keys K [--prefix P] [--props "k=v;k2=v2"]
 //!           [--msg-keys "k1 k2"]
 //!           Orderly sends: message i of key i % K goes to queue (i % K) % queues.
-//!   consume --namesrv A --topic T --group G [--fail 1] [--max-reconsume R] [--expect N]
-//!           [--timeout S]
+//!   consume --namesrv A --topic T --group G [--fail 1] [--fail-first 1] [--max-reconsume R]
+//!           [--expect N] [--timeout S] [--pop 1 --broker B]
 //!           A concurrent push consumer; with --fail every delivery answers RECONSUME_LATER, so
-//!           a message is retried R times and then dead-lettered.
+//!           a message is retried R times and then dead-lettered; with --fail-first only a
+//!           message's first delivery does. With --pop the group is first put in POP mode on
+//!           broker B (SET_MESSAGE_REQUEST_MODE) and the consumer lets the broker assign queues
+//!           (QUERY_ASSIGNMENT), so it consumes with POP_MESSAGE / ACK_MESSAGE /
+//!           CHANGE_MESSAGE_INVISIBLETIME.
 //!
 //!   acl     --namesrv A --broker B (upsert --access-key K [--secret-key S] [--topic-perms "t=PUB,u=SUB"]
 //!           [--group-perms ...] [--default-topic-perm P] [--default-group-perm P] [--admin true]
@@ -33,10 +37,11 @@ use rocketmq_client_rust::{
     ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer,
     LocalTransactionState, MQPushConsumer, MessageListenerConcurrently, MessageListenerOrderly,
-    TransactionListener, TransactionMQProducer,
+    TopicAdmin, TransactionListener, TransactionMQProducer,
 };
 use rocketmq_model::common::base::plain_access_config::PlainAccessConfig;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_enum::MessageRequestMode;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
@@ -387,6 +392,7 @@ async fn produce(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
 
 struct Concurrent {
     fail: bool,
+    fail_first: bool,
     seen: Arc<AtomicUsize>,
 }
 
@@ -404,11 +410,13 @@ impl MessageListenerConcurrently for Concurrent {
             emit(
                 json!({"event": "recv", "body": body, "topic": m.topic().to_string(),
                 "reconsume_times": m.reconsume_times(), "msg_id": m.msg_id().to_string(),
+                "queue_id": m.queue_id(),
                 "t": now_ms()}),
             );
             self.seen.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(if self.fail {
+        let first = msgs.iter().any(|m| m.reconsume_times() == 0);
+        Ok(if self.fail || (self.fail_first && first) {
             ConsumeConcurrentlyStatus::ReconsumeLater
         } else {
             ConsumeConcurrentlyStatus::ConsumeSuccess
@@ -416,9 +424,38 @@ impl MessageListenerConcurrently for Concurrent {
     }
 }
 
+/// Puts `--group` in POP mode for `--topic` on `--broker`, as `mqadmin setConsumeMode` does.
+async fn set_pop_mode(rt: Arc<ClientRuntime>, a: &Args) -> Result<(), String> {
+    let mut admin = match acl_hook(a) {
+        Some(h) => DefaultMQAdminExt::with_rpc_hook(rt, h),
+        None => DefaultMQAdminExt::new(rt),
+    };
+    *admin.client_config_mut() = client_config(a)?;
+    admin.set_namesrv_addr(a.req("namesrv")?);
+    admin.start().await.map_err(|e| format!("admin start: {e:?}"))?;
+    let r = admin
+        .set_message_request_mode(
+            CheetahString::from(a.req("broker")?),
+            CheetahString::from(a.req("topic")?),
+            CheetahString::from(a.req("group")?),
+            MessageRequestMode::Pop,
+            0,
+            5000,
+        )
+        .await;
+    admin.shutdown().await;
+    r.map_err(|e| format!("set_message_request_mode: {e}"))
+}
+
 async fn consume(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
     let seen = Arc::new(AtomicUsize::new(0));
+    let pop = a.num("pop", 0u8)? == 1;
+    if pop {
+        set_pop_mode(rt.clone(), a).await?;
+        emit(json!({"event": "pop_mode", "t": now_ms()}));
+    }
     let mut c = DefaultMQPushConsumer::builder(rt)
+        .client_rebalance(!pop)
         .client_config(client_config(a)?)
         .consumer_group(a.req("group")?)
         .name_server_addr(a.req("namesrv")?)
@@ -433,6 +470,7 @@ async fn consume(rt: Arc<ClientRuntime>, a: &Args) -> Result<String, String> {
         .map_err(|e| format!("subscribe: {e:?}"))?;
     c.register_message_listener_concurrently(Concurrent {
         fail: a.num("fail", 0u8)? == 1,
+        fail_first: a.num("fail-first", 0u8)? == 1,
         seen: seen.clone(),
     });
     c.start().await.map_err(|e| format!("start: {e:?}"))?;
