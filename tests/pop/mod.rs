@@ -326,6 +326,12 @@ async fn pop_receipts_are_single_use_and_checked() {
         0,
         "the changed receipt acks m3"
     );
+    // A pop without an invisible time is refused by the domain's rule, not answered empty.
+    let refused = pop(&c, "RawG", "RawPopT", 1, 0).await.err();
+    assert!(
+        refused.is_some_and(|code| code != PULL_NOT_FOUND),
+        "{refused:?}"
+    );
     // A malformed batch body is an error answer, and the connection stays.
     let mut req = request(BATCH_ACK, &[]);
     req.body = bytes::Bytes::from_static(b"{not json");

@@ -128,7 +128,11 @@ impl BrokerProc {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.broker).is_ok() && TcpStream::connect(self.namesrv).is_ok() {
+            // Ready when every front end listens (HTTP binds after remoting).
+            if [self.broker, self.namesrv, self.http]
+                .iter()
+                .all(|a| TcpStream::connect(a).is_ok())
+            {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

@@ -177,6 +177,11 @@ impl BrokerContext {
         target: AckTarget,
         invisible_ms: i64,
     ) -> BrokerResult<Result<(String, i64), HandleError>> {
+        if invisible_ms < 0 {
+            return Err(BrokerError::InvalidParameter(format!(
+                "the invisible time {invisible_ms} ms is negative"
+            )));
+        }
         let Some(actor) = self.settling_state(group, topic)? else {
             return Ok(Err(HandleError::Invalid));
         };

@@ -91,12 +91,6 @@ pub async fn pop(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
             ),
         );
     }
-    if invisible_ms <= 0 {
-        return answer(
-            rc::INVALID_PARAMETER,
-            format!("the invisible time {invisible_ms} ms is not positive"),
-        );
-    }
     let poll_ms = e.opt_i64("pollTime")?.unwrap_or(0).max(0) as u64;
     let wait = Duration::from_millis(poll_ms).min(MAX_POLL);
     let queue = match e.i64("queueId")? {
@@ -348,12 +342,6 @@ pub async fn batch_ack(b: &BrokerContext, req: &RemotingCommand) -> HandlerResul
 pub async fn change_invisible(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let e = Ext::of(req);
     let invisible_ms = e.i64("invisibleTime")?;
-    if invisible_ms < 0 {
-        return Err(rocktor_actors::BrokerError::InvalidParameter(format!(
-            "the invisible time {invisible_ms} ms is negative"
-        ))
-        .into());
-    }
     let t = target(e.i64("queueId")?, e.i64("offset")?, e.str("extraInfo")?)?;
     let out = b
         .change_invisible(e.str("consumerGroup")?, e.str("topic")?, t, invisible_ms)
