@@ -6,6 +6,7 @@
 mod acl;
 pub mod client;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod remoting;
 
@@ -48,6 +49,7 @@ pub struct Addresses {
     pub namesrv: SocketAddr,
     pub broker: SocketAddr,
     pub http: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
 }
 
 /// A running broker: name server, broker and HTTP front end.
@@ -191,6 +193,7 @@ impl Broker {
                     source,
                 })?,
             http: None,
+            grpc: None,
         };
         actix_rt::spawn(remoting::server::serve(
             ns_listener,
@@ -245,6 +248,32 @@ impl Broker {
             broker.http = Some(server.handle());
             broker.addresses.http = Some(addr);
             actix_rt::spawn(server);
+        }
+        if config.grpc_port != 0 {
+            let addr = SocketAddr::new(config.listen, config.grpc_port);
+            let listener = bind(addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+            let acceptor = grpc::io::GrpcAcceptor::new(
+                config.tls_mode,
+                config.tls_cert.as_deref(),
+                config.tls_key.as_deref(),
+                &config.data_dir,
+            )
+            .map_err(StartError::Tls)?;
+            grpc::serve(
+                listener,
+                acceptor,
+                broker.ctx.clone(),
+                grpc::GrpcSettings {
+                    max_message_size: config.max_message_size,
+                    advertised: SocketAddr::new(broker_addr.ip(), local.port()),
+                },
+                config.workers(),
+                broker.shutdown.subscribe(),
+            );
+            broker.addresses.grpc = Some(local);
         }
         tracing::info!(namesrv = %broker.addresses.namesrv, broker = %broker.addresses.broker,
             advertised = %broker_addr, flush = ?config.flush_mode, "rocktor is up");

@@ -4,6 +4,7 @@
 
 mod acl;
 mod cancel;
+mod grpc;
 mod hardening;
 mod http_api;
 mod orderly;

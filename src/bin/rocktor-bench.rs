@@ -12,6 +12,10 @@
 //! `--protocol http` speaks the Aliyun-style HTTP messaging API instead (publish; consume in
 //! batches + ack), on `--http ADDR`, over `--producers` / `--consumers` keep-alive connections.
 //!
+//! `--protocol grpc` speaks the 5.x gRPC MessagingService on `--grpc ADDR`: `--producers`
+//! HTTP/2 channels with `--inflight` one-message SendMessage calls each; `--consumers`
+//! channels receiving batches of `--pull-batch` and acking each batch in one call.
+//!
 //! Prints throughput and latency percentiles; never asserts anything about them.
 
 /// mimalloc: glibc malloc spent a quarter of the arbiter threads' time on frees of buffers
@@ -19,6 +23,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "rocktor-bench/grpc.rs"]
+mod grpc;
 #[path = "rocktor-bench/http.rs"]
 mod http;
 
@@ -48,6 +54,8 @@ enum Protocol {
     Remoting,
     /// The HTTP messaging API (publish, consume + ack).
     Http,
+    /// The 5.x gRPC MessagingService (SendMessage; ReceiveMessage + AckMessage).
+    Grpc,
 }
 
 /// What the producers send.
@@ -131,7 +139,10 @@ struct Args {
     /// The broker's HTTP port, for `--protocol http`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// Consumer connections for `--protocol http`.
+    /// The broker's gRPC port, for `--protocol grpc`.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    grpc: SocketAddr,
+    /// Consumer connections for `--protocol http` and `--protocol grpc`.
     #[arg(long, default_value_t = 16)]
     consumers: usize,
     /// Consumers stop after this long without a message once the producers are done.
@@ -813,6 +824,9 @@ async fn run(args: Args) -> Result<Value, String> {
     }
     if args.protocol == Protocol::Http {
         return http::run(args.clone(), args.http).await;
+    }
+    if args.protocol == Protocol::Grpc {
+        return grpc::run(args.clone(), args.grpc).await;
     }
     let route = route(&ns, &args.topic).await?;
     if args.mode == Mode::Query {

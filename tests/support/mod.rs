@@ -29,6 +29,7 @@ pub struct BrokerProc {
     pub namesrv: SocketAddr,
     pub broker: SocketAddr,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     flush: &'static str,
     /// Extra `ROCKTOR_*` settings for the process.
     pub env: Vec<(String, String)>,
@@ -65,6 +66,7 @@ impl BrokerProc {
             namesrv: SocketAddr::from(([127, 0, 0, 1], free_port())),
             broker: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            grpc: SocketAddr::from(([127, 0, 0, 1], free_port())),
             flush,
             env: env
                 .iter()
@@ -116,7 +118,7 @@ impl BrokerProc {
             .args(["--namesrv-port", &self.namesrv.port().to_string()])
             .args(["--broker-port", &self.broker.port().to_string()])
             .args(["--http-port", &self.http.port().to_string()])
-            .args(["--grpc-port", "0"])
+            .args(["--grpc-port", &self.grpc.port().to_string()])
             .args(["--flush-mode", self.flush])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -129,7 +131,7 @@ impl BrokerProc {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             // Ready when every front end listens (HTTP binds after remoting).
-            if [self.broker, self.namesrv, self.http]
+            if [self.broker, self.namesrv, self.http, self.grpc]
                 .iter()
                 .all(|a| TcpStream::connect(a).is_ok())
             {

@@ -10,7 +10,8 @@
 //! Messages: `Receive` (hand out up to N messages, invisible until a deadline; expired ones
 //! first, redelivered with the attempt raised and a new handle; past the maximum of attempts
 //! to `%DLQ%<group>`; waits up to its time for new messages, woken by the queues' `arrived`
-//! notifications), `Ack` (per handle), `ChangeInvisible`, `IsInflight` (delivery status).
+//! notifications), `Ack` (per handle), `ChangeInvisible`, `ForwardToDlq` (a consumer gives a
+//! message up), `IsInflight` (delivery status).
 //! Ordered receives take a queue only while none of its messages is in flight, so a queue's
 //! (and so a message group's or a sharding key's) next batch waits for the previous one to be
 //! settled.
@@ -164,6 +165,17 @@ pub struct ChangeInvisible {
 }
 
 impl Message for ChangeInvisible {
+    type Result = ();
+}
+
+/// Moves one delivery to `%DLQ%<group>` now (a consumer gave up on it: gRPC's
+/// ForwardMessageToDeadLetterQueue), deleting it in the same write.
+pub struct ForwardToDlq {
+    pub target: AckTarget,
+    pub reply: Reply<Result<(), HandleError>>,
+}
+
+impl Message for ForwardToDlq {
     type Result = ();
 }
 
@@ -545,7 +557,7 @@ impl PopState {
             out.push((qid, off, next));
         }
         for (qid, off, f) in dead {
-            self.dead_letter(qid, off, f, ctx);
+            self.dead_letter(qid, off, f, None, ctx);
         }
         let deliveries: Vec<(u32, u64, InFlight, String)> = out
             .into_iter()
@@ -606,32 +618,49 @@ impl PopState {
     }
 
     /// Moves a delivery past its maximum of attempts to `%DLQ%<group>`, deleting it in the
-    /// same write.
-    fn dead_letter(&mut self, qid: u32, off: u64, f: InFlight, ctx: &mut Context<Self>) {
+    /// same write. `reply`: a consumer asked for the move (gRPC's forward to the DLQ).
+    fn dead_letter(
+        &mut self,
+        qid: u32,
+        off: u64,
+        f: InFlight,
+        reply: Option<Reply<Result<(), HandleError>>>,
+        ctx: &mut Context<Self>,
+    ) {
         let b = self.b.clone();
         let group = self.group.clone();
         let key = self.pop_key(qid, off);
         let work = async move { b.dead_letter_seq(&group, f.seq, key, f.attempt).await };
-        ctx.spawn(work.into_actor(self).map(move |r, act, _| match r {
-            Ok(()) => {
-                metrics::counter!("rocketmq_send_to_dlq_messages_total", "consumer_group" => act.group.clone())
-                    .increment(1);
-                act.commit_low_marks();
-            }
-            Err(BrokerError::NotFound(_)) => {
-                drop(act.b.writer.try_submit(AppendBatch {
-                    deletes: vec![(cf::POP, act.pop_key(qid, off))],
-                    ..Default::default()
-                }));
-                act.commit_low_marks();
-            }
-            Err(e) => {
-                tracing::warn!(group = %act.group, topic = %act.topic, qid, off, error = %e, "moving a message to the DLQ failed; tried again later");
-                let later = InFlight {
-                    deadline_ms: crate::now_ms().saturating_add(DLQ_RETRY_MS),
-                    ..f
-                };
-                act.set_deadline(qid, off, later);
+        ctx.spawn(work.into_actor(self).map(move |r, act, ctx| {
+            let answer = match r {
+                Ok(()) => {
+                    metrics::counter!("rocketmq_send_to_dlq_messages_total", "consumer_group" => act.group.clone())
+                        .increment(1);
+                    act.commit_low_marks();
+                    Ok(Ok(()))
+                }
+                Err(BrokerError::NotFound(_)) => {
+                    drop(act.b.writer.try_submit(AppendBatch {
+                        deletes: vec![(cf::POP, act.pop_key(qid, off))],
+                        ..Default::default()
+                    }));
+                    act.commit_low_marks();
+                    Ok(Err(HandleError::Expired))
+                }
+                Err(e) => {
+                    tracing::warn!(group = %act.group, topic = %act.topic, qid, off, error = %e, "moving a message to the DLQ failed; tried again later");
+                    let later = InFlight {
+                        deadline_ms: crate::now_ms().saturating_add(DLQ_RETRY_MS),
+                        ..f
+                    };
+                    act.set_deadline(qid, off, later);
+                    Err(e)
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(answer);
+                // A settled message can free an ordered queue.
+                act.serve(ctx);
             }
         }));
     }
@@ -942,6 +971,24 @@ impl Handler<ChangeInvisible> for PopState {
             }
             .into_actor(self),
         );
+    }
+}
+
+impl Handler<ForwardToDlq> for PopState {
+    type Result = ();
+
+    fn handle(&mut self, m: ForwardToDlq, ctx: &mut Context<Self>) {
+        match self.find(&m.target) {
+            Ok((h, f)) => {
+                // Out of the in-flight set while it moves; back with a later deadline if the
+                // move fails.
+                self.remove_delivery(h.queue_id, h.offset);
+                self.dead_letter(h.queue_id, h.offset, f, Some(m.reply), ctx);
+            }
+            Err(e) => {
+                let _ = m.reply.send(Ok(Err(e)));
+            }
+        }
     }
 }
 

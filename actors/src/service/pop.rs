@@ -5,7 +5,8 @@
 
 use super::*;
 use crate::pop::{
-    self, Ack, AckTarget, ChangeInvisible, Delivery, HandleError, HandleKey, PopState, Receive,
+    self, Ack, AckTarget, ChangeInvisible, Delivery, ForwardToDlq, HandleError, HandleKey,
+    PopState, Receive,
 };
 use std::time::Instant;
 
@@ -191,6 +192,20 @@ impl BrokerContext {
             reply,
         })
         .await
+    }
+
+    /// Moves one delivery to the group's DLQ now, settling it (a consumer that gave up on
+    /// it: gRPC's ForwardMessageToDeadLetterQueue).
+    pub async fn forward_to_dlq(
+        &self,
+        group: &str,
+        topic: &str,
+        target: AckTarget,
+    ) -> BrokerResult<Result<(), HandleError>> {
+        let Some(actor) = self.settling_state(group, topic)? else {
+            return Ok(Err(HandleError::Invalid));
+        };
+        crate::reply::call(&actor, "pop state", |reply| ForwardToDlq { target, reply }).await
     }
 
     /// The pop actor an ack or invisible-time change goes to. It is started (after a restart,
