@@ -6,6 +6,7 @@
 mod acl;
 pub mod client;
 pub mod config;
+mod digest;
 pub mod grpc;
 pub mod http;
 pub mod remoting;

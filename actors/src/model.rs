@@ -367,6 +367,21 @@ pub fn dlq_topic(group: &str) -> String {
     format!("{DLQ_PREFIX}{group}")
 }
 
+/// `namespace%name`, as clients with a namespace spell their topics and groups (Apache's
+/// `NamespaceUtil.wrapNamespace`): unchanged without a namespace, for an empty name, or when
+/// the name is already wrapped. The HTTP (`ns`) and gRPC (`x-mq-namespace`) front ends wrap
+/// with it; remoting clients send wrapped names themselves.
+pub fn with_namespace(namespace: &str, name: &str) -> String {
+    let wrapped = name
+        .strip_prefix(namespace)
+        .is_some_and(|rest| rest.starts_with('%'));
+    if namespace.is_empty() || name.is_empty() || wrapped {
+        name.to_string()
+    } else {
+        format!("{namespace}%{name}")
+    }
+}
+
 /// Java's `String.hashCode`, the tag code of consume-queue entries (digest §4.5).
 pub fn java_hash(s: &str) -> i32 {
     let mut h: i32 = 0;
@@ -374,6 +389,17 @@ pub fn java_hash(s: &str) -> i32 {
         h = h.wrapping_mul(31).wrapping_add(u as i32);
     }
     h
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    #[test]
+    fn names_are_wrapped_once() {
+        assert_eq!(super::with_namespace("ns", "T"), "ns%T");
+        assert_eq!(super::with_namespace("ns", "ns%T"), "ns%T");
+        assert_eq!(super::with_namespace("", "T"), "T");
+        assert_eq!(super::with_namespace("ns", ""), "");
+    }
 }
 
 #[cfg(test)]

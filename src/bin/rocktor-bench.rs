@@ -746,6 +746,36 @@ fn percentiles(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// The results of a request/response run (`--protocol http|grpc`), printed and put in `out`:
+/// sends under `send_label` (sent, failed, seconds, latency), then consumption (consumed,
+/// seconds, end-to-end latency), each when the mode ran it.
+fn report_run(
+    out: &mut Value,
+    args: &Args,
+    send_label: &str,
+    sent: (u64, u64, f64, &Histogram<u64>),
+    consumed: (u64, f64, &Histogram<u64>),
+) {
+    if args.mode != Mode::Consume {
+        let (n, failed, secs, h) = sent;
+        let lat = percentiles(h);
+        print_line(send_label, n, n * args.size as u64, secs, &lat);
+        out[send_label] = json!({"messages": n, "failed": failed, "seconds": secs,
+            "msgs_per_sec": n as f64 / secs, "latency": lat});
+        if failed > 0 {
+            println!("{send_label} failures: {failed}");
+        }
+    }
+    if args.mode != Mode::Produce {
+        let (n, secs, h) = consumed;
+        let lat = percentiles(h);
+        let secs = secs.max(0.001);
+        print_line("consume", n, n * args.size as u64, secs, &lat);
+        out["consume"] = json!({"messages": n, "seconds": secs, "msgs_per_sec": n as f64 / secs,
+            "end_to_end_latency": lat});
+    }
+}
+
 fn print_line(label: &str, n: u64, bytes: u64, secs: f64, lat: &Value) {
     println!(
         "{label:<8} {n:>10} msgs  {:>10.0} msg/s  {:>8.1} MiB/s  latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",

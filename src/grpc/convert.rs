@@ -3,10 +3,9 @@
 //! proto message, and domain errors into gRPC `Status` codes — all in one place.
 
 use super::pb::{self, Code};
-use md5::{Digest as _, Md5};
 use rocktor_actors::message::{
-    is_system_property, IncomingMessage, PROP_KEYS, PROP_SHARDING_KEY, PROP_TAGS,
-    PROP_TIMER_DELIVER_MS, PROP_UNIQ_KEY,
+    is_system_property, IncomingMessage, PROP_KEYS, PROP_SHARDING_KEY, PROP_START_DELIVER_TIME,
+    PROP_TAGS, PROP_TIMER_DELIVER_MS, PROP_UNIQ_KEY,
 };
 use rocktor_actors::model::TopicMessageType;
 use rocktor_actors::BrokerError;
@@ -20,28 +19,9 @@ const SYS_FLAG_PREPARED: i32 = 0x4;
 pub const MAX_USER_PROPERTIES: usize = 128;
 pub const MAX_PROPERTIES_BYTES: usize = 16 << 10;
 pub const MAX_MESSAGE_GROUP_BYTES: usize = 64;
-/// Properties the gRPC API carries as system properties: not shown as user properties.
-const GRPC_SYSTEM: &[&str] = &[
-    PROP_KEYS,
-    PROP_SHARDING_KEY,
-    "__BORNHOST",
-    "TRACE_CONTEXT",
-    "TIMER_DELIVER_MS",
-    "TIMER_DELAY_SEC",
-    "TIMER_DELAY_MS",
-    "__STARTDELIVERTIME",
-    "CHECK_IMMUNITY_TIME_IN_SECONDS",
-    "TRAN_MSG",
-    "PGROUP",
-    "__transactionId__",
-    "TRANSACTION_CHECK_TIMES",
-    "REAL_TOPIC",
-    "REAL_QID",
-    "RETRY_TOPIC",
-    "MAX_OFFSET",
-    "MIN_OFFSET",
-    "CONSUME_START_TIME",
-];
+/// Keys the gRPC API carries as system properties, beside the broker's own
+/// (`is_system_property`): not shown as user properties, not settable as ones.
+const GRPC_SYSTEM: &[&str] = &[PROP_KEYS, PROP_SHARDING_KEY, PROP_START_DELIVER_TIME];
 
 pub fn status(code: Code, message: impl Into<String>) -> pb::Status {
     pb::Status {
@@ -78,8 +58,7 @@ pub fn error_status(e: &BrokerError) -> pb::Status {
     status(code, e.to_string())
 }
 
-/// `namespace%name` as remoting clients spell namespaced resources (the header's namespace
-/// when the resource names none).
+/// A resource's stored name: `namespace%name`, by the resource's namespace or else the call's.
 pub fn resource_name(r: Option<&pb::Resource>, namespace: &str) -> String {
     let Some(r) = r else {
         return String::new();
@@ -89,15 +68,7 @@ pub fn resource_name(r: Option<&pb::Resource>, namespace: &str) -> String {
     } else {
         r.resource_namespace.as_str()
     };
-    let name = r.name.trim();
-    if name.is_empty() {
-        return String::new();
-    }
-    if ns.is_empty() || name.starts_with(&format!("{ns}%")) {
-        name.to_string()
-    } else {
-        format!("{ns}%{name}")
-    }
+    rocktor_actors::model::with_namespace(ns, r.name.trim())
 }
 
 /// A stored name as a resource: `ns%name` split again for a client of that namespace.
@@ -143,16 +114,6 @@ pub fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
-pub fn md5_upper(body: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Md5::digest(body);
-    let mut s = String::with_capacity(32);
-    for b in digest {
-        let _ = write!(s, "{b:02X}");
-    }
-    s
-}
-
 /// A proto message to store, and whether it is a transaction's half message. `Err`: the
 /// status of a message Apache's proxy refuses.
 pub struct Outgoing {
@@ -160,7 +121,6 @@ pub struct Outgoing {
     pub topic: String,
     pub kind: TopicMessageType,
     pub message_id: String,
-    pub message_group: Option<String>,
 }
 
 fn bad_text(s: &str) -> bool {
@@ -236,9 +196,8 @@ pub fn outgoing(
         .message_group
         .as_deref()
         .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(str::to_string);
-    if let Some(g) = &message_group {
+        .filter(|g| !g.is_empty());
+    if let Some(g) = message_group {
         if g.len() >= MAX_MESSAGE_GROUP_BYTES || bad_text(g) {
             return Err(status(
                 Code::IllegalMessageGroup,
@@ -327,7 +286,6 @@ pub fn outgoing(
         topic,
         kind,
         message_id,
-        message_group,
     })
 }
 
@@ -369,7 +327,7 @@ pub fn incoming(rec: Record, seq: u64, namespace: &str, shown: Shown<'_>) -> pb:
         _ => rocktor_actors::message::message_type(props, rec.sys_flag),
     };
     let delivery_ms = get(PROP_TIMER_DELIVER_MS)
-        .or_else(|| get("__STARTDELIVERTIME"))
+        .or_else(|| get(PROP_START_DELIVER_TIME))
         .and_then(|v| v.trim().parse::<i64>().ok());
     let system = pb::SystemProperties {
         tag: get(PROP_TAGS).map(str::to_string),
@@ -384,7 +342,7 @@ pub fn incoming(rec: Record, seq: u64, namespace: &str, shown: Shown<'_>) -> pb:
         message_id,
         body_digest: Some(pb::Digest {
             r#type: pb::DigestType::Md5 as i32,
-            checksum: md5_upper(&rec.body),
+            checksum: crate::digest::md5_upper(&rec.body),
         }),
         body_encoding: if rec.sys_flag & SYS_FLAG_COMPRESSED != 0 {
             pb::Encoding::Gzip as i32
@@ -411,12 +369,8 @@ pub fn incoming(rec: Record, seq: u64, namespace: &str, shown: Shown<'_>) -> pb:
         orphaned_transaction_recovery_duration: None,
         dead_letter_queue: None,
     };
-    let topic = get(rocktor_actors::message::PROP_RETRY_TOPIC)
-        .filter(|_| rec.topic.starts_with(rocktor_actors::model::RETRY_PREFIX))
-        .unwrap_or(&rec.topic)
-        .to_string();
     pb::Message {
-        topic: Some(resource_of(&topic, namespace)),
+        topic: Some(resource_of(&rec.topic, namespace)),
         user_properties: user,
         system_properties: Some(system),
         body: rec.body,

@@ -256,9 +256,6 @@ pub fn authorize(
     })
 }
 
-/// Shared with the service: the sessions live as long as the server.
-pub type SharedSessions = Arc<session::Sessions>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

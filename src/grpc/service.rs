@@ -64,6 +64,14 @@ fn denied(d: Denied) -> pb::Status {
     }
 }
 
+/// Refused credentials on Telemetry, which answers with gRPC codes rather than a `Status`.
+fn denied_stream(d: Denied) -> tonic::Status {
+    match d {
+        Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+        Denied::Forbidden(m) => tonic::Status::permission_denied(m),
+    }
+}
+
 /// What a consumer's call needs: SUB on the topic and on the group.
 fn consumer_resources(topic: &str, group: &str) -> Vec<(Resource, Perm)> {
     vec![
@@ -73,27 +81,15 @@ fn consumer_resources(topic: &str, group: &str) -> Vec<(Resource, Perm)> {
 }
 
 /// The common status of per-entry outcomes, MULTIPLE_RESULTS when they differ.
-fn overall(entries: &[&pb::Status]) -> pb::Status {
-    match entries.first() {
-        None => ok(),
-        Some(first) if entries.iter().all(|s| s.code == first.code) => (*first).clone(),
-        Some(_) => status(Code::MultipleResults, "the entries have different results"),
-    }
-}
-
-/// Guava's `Hashing.consistentHash`, so a message group picks the queue Apache's proxy picks.
-fn consistent_hash(input: i64, buckets: i32) -> i32 {
-    let mut state = input;
-    let mut candidate: i32 = 0;
-    loop {
-        state = state.wrapping_mul(2862933555777941757).wrapping_add(1);
-        let double = f64::from(((state as u64 >> 33) as i32).wrapping_add(1)) / 2147483648.0;
-        let next = (f64::from(candidate + 1) / double) as i64;
-        if next >= 0 && next < i64::from(buckets) {
-            candidate = next as i32;
-        } else {
-            return candidate;
-        }
+fn overall<'a>(entries: impl IntoIterator<Item = &'a Option<pb::Status>>) -> pb::Status {
+    let mut codes = entries.into_iter().flatten();
+    let Some(first) = codes.next() else {
+        return ok();
+    };
+    if codes.all(|s| s.code == first.code) {
+        first.clone()
+    } else {
+        status(Code::MultipleResults, "the entries have different results")
     }
 }
 
@@ -197,15 +193,7 @@ impl Messaging {
                 "the request names no group",
             ));
         }
-        if let Some(g) = self.ctx.group(name) {
-            return Ok(g);
-        }
-        if !self.ctx.settings.auto_create_group {
-            return Err(status(
-                Code::ConsumerGroupNotFound,
-                format!("the consumer group {name} does not exist"),
-            ));
-        }
+        // The domain creates it when `auto_create_group` allows, else CONSUMER_GROUP_NOT_FOUND.
         self.ctx.ensure_group(name).await.map_err(|e| match e {
             BrokerError::InvalidParameter(m) => status(Code::IllegalConsumerGroup, m),
             e => error_status(&e),
@@ -216,12 +204,7 @@ impl Messaging {
         if name.is_empty() {
             return Err(status(Code::IllegalTopic, "the request names no topic"));
         }
-        self.ctx.topic(name).ok_or_else(|| {
-            status(
-                Code::TopicNotFound,
-                format!("the topic {name} does not exist"),
-            )
-        })
+        self.ctx.existing_topic(name).map_err(|e| error_status(&e))
     }
 
     async fn send_one(&self, meta: &CallMeta, m: pb::Message) -> pb::SendResultEntry {
@@ -252,13 +235,6 @@ impl Messaging {
         if let Err(e) = model::check_message_type(&t.config, out.kind) {
             return failed(error_status(&e));
         }
-        let queue_id = match &out.message_group {
-            Some(g) => consistent_hash(
-                i64::from(model::java_hash(g)),
-                t.config.write_queues.max(1) as i32,
-            ),
-            None => -1,
-        };
         let transactional = out.kind == TopicMessageType::Transaction;
         let connection_id = self.sessions.connection_of(&meta.client_id);
         let sent = self
@@ -268,7 +244,9 @@ impl Messaging {
                 topic: out.topic.clone(),
                 default_topic: None,
                 default_topic_queues: self.ctx.settings.default_topic_queues,
-                queue_id,
+                // The broker picks: a message group's queue by its hash, as for every
+                // sharding key, otherwise round-robin.
+                queue_id: -1,
                 messages: vec![out.message],
                 max_reconsume_times: None,
                 batch: false,
@@ -329,10 +307,7 @@ impl Messaging {
                     .iter()
                     .map(|t| (Resource::Topic(t.clone()), Perm::PUB))
                     .collect();
-                authorize(&self.ctx, meta, resources).map_err(|d| match d {
-                    Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-                    Denied::Forbidden(m) => tonic::Status::permission_denied(m),
-                })?;
+                authorize(&self.ctx, meta, resources).map_err(denied_stream)?;
                 reply.backoff_policy = Some(pb::RetryPolicy {
                     max_attempts: 3,
                     strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
@@ -362,10 +337,7 @@ impl Messaging {
                         session::subscription(topic, e.expression.as_ref())
                     })
                     .collect();
-                authorize(&self.ctx, meta, resources).map_err(|d| match d {
-                    Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-                    Denied::Forbidden(m) => tonic::Status::permission_denied(m),
-                })?;
+                authorize(&self.ctx, meta, resources).map_err(denied_stream)?;
                 let g = self
                     .group(&group)
                     .await
@@ -412,7 +384,6 @@ impl Messaging {
             channel: channel.clone(),
             role,
             language,
-            version: 0,
         };
         let hb = session::heartbeat(&meta.client_id, &session);
         if !self.sessions.put(&meta.client_id, session) {
@@ -550,8 +521,7 @@ impl MessagingService for Messaging {
         for m in r.messages {
             entries.push(self.send_one(&meta, m).await);
         }
-        let statuses: Vec<&pb::Status> = entries.iter().filter_map(|e| e.status.as_ref()).collect();
-        let top = overall(&statuses);
+        let top = overall(entries.iter().map(|e| &e.status));
         Ok(Response::new(pb::SendMessageResponse {
             status: Some(top),
             entries,
@@ -712,11 +682,6 @@ impl MessagingService for Messaging {
             .await;
         let deliveries = match got {
             Ok(d) => d,
-            Err(BrokerError::InvalidParameter(m))
-                if m.contains("filter") || m.contains("expression") =>
-            {
-                return fail(status(Code::IllegalFilterExpression, m))
-            }
             Err(e) => return fail(error_status(&e)),
         };
         let topic_type = Some(TopicMessageType::of_topic(&t.config));
@@ -803,8 +768,7 @@ impl MessagingService for Messaging {
                 }),
             })
             .collect();
-        let statuses: Vec<&pb::Status> = entries.iter().filter_map(|e| e.status.as_ref()).collect();
-        let top = overall(&statuses);
+        let top = overall(entries.iter().map(|e| &e.status));
         Ok(Response::new(pb::AckMessageResponse {
             status: Some(top),
             entries,
@@ -1013,12 +977,7 @@ impl MessagingService for Messaging {
                 "the x-mq-client-id header is missing",
             ));
         }
-        if let Err(d) = authorize(&self.ctx, &meta, Vec::new()) {
-            return Err(match d {
-                Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-                Denied::Forbidden(m) => tonic::Status::permission_denied(m),
-            });
-        }
+        authorize(&self.ctx, &meta, Vec::new()).map_err(denied_stream)?;
         let (tx, rx) = tokio::sync::mpsc::channel(session::TELEMETRY_QUEUE);
         let channel = Arc::new(GrpcChannel::new(
             meta.remote,
@@ -1145,24 +1104,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consistent_hash_matches_guava() {
-        // Guava: Hashing.consistentHash(1L, 8) == 0? Its known property: the bucket is in range
-        // and moves only to the new bucket when buckets grow.
-        for input in [-5i64, 0, 1, 42, 1 << 40] {
-            for n in 1..20 {
-                let a = consistent_hash(input, n);
-                assert!((0..n).contains(&a));
-                let b = consistent_hash(input, n + 1);
-                assert!(b == a || b == n);
-            }
-        }
-    }
-
-    #[test]
     fn outcomes_fold_into_one_status() {
         let (a, b) = (ok(), status(Code::InvalidReceiptHandle, "x"));
-        assert_eq!(overall(&[&a, &a]).code, Code::Ok as i32);
-        assert_eq!(overall(&[&a, &b]).code, Code::MultipleResults as i32);
+        let (a, b) = (Some(a), Some(b));
+        assert_eq!(overall([&a, &a]).code, Code::Ok as i32);
+        assert_eq!(overall([&a, &b]).code, Code::MultipleResults as i32);
     }
 
     #[test]

@@ -144,7 +144,6 @@ pub struct Session {
     pub channel: Arc<GrpcChannel>,
     pub role: Role,
     pub language: String,
-    pub version: i32,
 }
 
 /// The sessions by client id.
@@ -226,7 +225,8 @@ pub fn heartbeat(client_id: &str, s: &Session) -> HeartbeatRequest {
                     consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
                     subscriptions: subscriptions.clone(),
                     language: s.language.clone(),
-                    version: s.version,
+                    // 5.x clients send a version text, not Apache's version code.
+                    version: 0,
                 },
             )],
         ),
@@ -234,7 +234,7 @@ pub fn heartbeat(client_id: &str, s: &Session) -> HeartbeatRequest {
     HeartbeatRequest {
         client_id: client_id.to_string(),
         language: s.language.clone(),
-        version: s.version,
+        version: 0,
         producer_groups,
         consumers,
         channel,

@@ -9,12 +9,12 @@
 
 use super::signature::{self, CredentialError};
 use super::xml::{self, Doc};
+use crate::digest::md5_upper;
 use crate::remoting::message::offset_msg_id;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use md5::{Digest, Md5};
 use rocktor_actors::auth::{AccessRequest, AuthError, Perm, Resource, LOCALHOST};
 use rocktor_actors::message::{is_system_property, IncomingMessage, PROP_KEYS, PROP_TAGS};
 use rocktor_actors::pop::{AckTarget, HandleError};
@@ -198,10 +198,8 @@ fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
 
 /// `ns%name` when the request names a namespace (instance id), as remoting clients spell it.
 fn with_namespace(q: &HashMap<String, String>, name: &str) -> String {
-    match q.get("ns").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        Some(ns) => format!("{ns}%{name}"),
-        None => name.to_string(),
-    }
+    let ns = q.get("ns").map(|s| s.trim()).unwrap_or_default();
+    rocktor_actors::model::with_namespace(ns, name)
 }
 
 fn consumer(q: &HashMap<String, String>) -> Result<String, ApiError> {
@@ -342,15 +340,6 @@ fn parse_xml(body: &[u8], root: &str) -> Result<Doc, ApiError> {
         )));
     }
     Ok(doc)
-}
-
-fn md5_upper(body: &[u8]) -> String {
-    let digest = Md5::digest(body);
-    let mut s = String::with_capacity(32);
-    for b in digest {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
 }
 
 /// `k1:v1|k2:v2|`: pairs with an empty key, or no `:`, are left out (as the SDKs read them).
@@ -782,11 +771,6 @@ mod tests {
             vec![("a", "b"), ("c", "")]
         );
         assert!(parse_properties("").is_empty());
-    }
-
-    #[test]
-    fn md5_is_upper_hex() {
-        assert_eq!(md5_upper(b""), "D41D8CD98F00B204E9800998ECF8427E");
     }
 
     #[test]

@@ -59,12 +59,6 @@ pub struct SendResult {
     pub recall_handle: Option<String>,
 }
 
-/// Java's `String.hashCode`, so a key picks the queue Apache's `SelectMessageQueueByHash` does.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
 /// The property of Huawei DMS's cancel message: the id of the scheduled message to cancel.
 pub const PROP_CANCEL_SCHEDULED_MSG: &str = "__CANCEL_SCHEDULED_MSG";
 
@@ -176,7 +170,8 @@ impl BrokerContext {
         let queue_id = if req.queue_id < 0 {
             match sharding_key {
                 // One key, one queue: a message group's (sharding key's) order is its queue's.
-                Some(key) => (java_string_hash(key).unsigned_abs() % write_queues) as u32,
+                // Java's String.hashCode, as Apache's `SelectMessageQueueByHash` hashes a key.
+                Some(key) => (model::java_hash(key).unsigned_abs() % write_queues) as u32,
                 None => {
                     (self.round_robin.fetch_add(1, Ordering::Relaxed) % write_queues as u64) as u32
                 }

@@ -3,7 +3,7 @@
 //! consumers receive in batches of `--pull-batch` (≤ 32, long polling) and ack each batch in
 //! one AckMessage. Unsigned: run the broker without ACL.
 
-use super::{hist, now_us, percentiles, print_line, Args, Mode};
+use super::{hist, now_us, report_run, Args, Mode};
 use rocktor::grpc::pb::{self, messaging_service_client::MessagingServiceClient};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -96,25 +96,26 @@ pub async fn run(args: Arc<Args>, addr: SocketAddr) -> Result<Value, String> {
     }
     let mut out = json!({"protocol": "grpc", "topic": args.topic, "size": args.size,
                          "producers": args.producers, "inflight": args.inflight, "consumers": args.consumers});
-    if args.mode != Mode::Consume {
-        let n = totals.sent.load(Ordering::Relaxed);
-        let lat = percentiles(&*send_lat.lock().map_err(|_| "poisoned")?);
-        print_line("send", n, n * args.size as u64, produce_secs, &lat);
-        out["send"] = json!({"messages": n, "failed": totals.failed.load(Ordering::Relaxed),
-            "seconds": produce_secs, "msgs_per_sec": n as f64 / produce_secs, "latency": lat});
-        let failed = totals.failed.load(Ordering::Relaxed);
-        if failed > 0 {
-            println!("send failures: {failed}");
-        }
-    }
-    if args.mode != Mode::Produce {
-        let n = totals.consumed.load(Ordering::Relaxed);
-        let lat = percentiles(&*e2e_lat.lock().map_err(|_| "poisoned")?);
-        let secs = consume_secs.max(0.001);
-        print_line("consume", n, n * args.size as u64, secs, &lat);
-        out["consume"] = json!({"messages": n, "seconds": secs, "msgs_per_sec": n as f64 / secs,
-            "end_to_end_latency": lat});
-    }
+    let (send_lat, e2e_lat) = (
+        send_lat.lock().map_err(|_| "poisoned")?,
+        e2e_lat.lock().map_err(|_| "poisoned")?,
+    );
+    report_run(
+        &mut out,
+        &args,
+        "send",
+        (
+            totals.sent.load(Ordering::Relaxed),
+            totals.failed.load(Ordering::Relaxed),
+            produce_secs,
+            &send_lat,
+        ),
+        (
+            totals.consumed.load(Ordering::Relaxed),
+            consume_secs,
+            &e2e_lat,
+        ),
+    );
     Ok(out)
 }
 
