@@ -54,6 +54,9 @@ pub struct Config {
     /// Long-poll pulls held at once per connection; past it a pull is answered as if its hold
     /// had elapsed, after a short delay.
     pub max_parked_pulls_per_connection: usize,
+    /// Metric label sets at most (a topic, a topic and group, an RPC's codes); past it new
+    /// ones count under `topic="_other"`.
+    pub metrics_max_series: usize,
     /// Long-poll pulls held at once by the whole broker; past it as above.
     pub max_parked_pulls: usize,
     /// Requests of one connection handled at once; past it the broker stops reading that
@@ -143,6 +146,7 @@ impl Default for Config {
             tail_cache_bytes: 8 << 20,
             long_polling: true,
             max_parked_pulls_per_connection: 4096,
+            metrics_max_series: 100_000,
             max_parked_pulls: 131_072,
             max_requests_per_connection: 1024,
             max_connection_write_queue_bytes: 64 << 20,
@@ -305,6 +309,7 @@ impl Config {
                 self.max_parked_pulls_per_connection,
             ),
             ("max_parked_pulls", self.max_parked_pulls),
+            ("metrics_max_series", self.metrics_max_series),
             ("max_group_members", self.max_group_members),
             ("max_dlq_resend", self.max_dlq_resend),
             ("http_invisible_secs", self.http_invisible_secs as usize),

@@ -73,7 +73,22 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            use rocktor_actors::metrics::{MESSAGE_SIZE_BUCKETS, RPC_LATENCY_BUCKETS};
+            // Histograms (not summaries) for the two RocketMQ 5 distributions, with Apache's
+            // buckets, so Prometheus can aggregate them across brokers.
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("rocketmq_message_size".into()),
+                    MESSAGE_SIZE_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("rocketmq_rpc_latency".into()),
+                        RPC_LATENCY_BUCKETS,
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
@@ -125,6 +140,7 @@ impl Broker {
             max_delay_ms: config.max_delay_ms.min(i64::MAX as u64) as i64,
             max_parked_pulls: config.max_parked_pulls,
             max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
+            metrics_max_series: config.metrics_max_series,
             max_group_members: config.max_group_members,
             max_dlq_resend: config.max_dlq_resend,
             txn: rocktor_actors::txn::TxnSettings {

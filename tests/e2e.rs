@@ -7,6 +7,7 @@ mod cancel;
 mod grpc;
 mod hardening;
 mod http_api;
+mod observe;
 mod orderly;
 mod pop;
 mod query;

@@ -7,6 +7,7 @@ use crate::consumer_group::GetOffsets;
 use crate::error::{BrokerError, BrokerResult};
 use crate::model::{self, GroupConfig};
 use crate::service::BrokerContext;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 pub use crate::model::MAX_QUEUES;
@@ -191,6 +192,54 @@ impl BrokerContext {
             }
         }
         Ok(rows)
+    }
+
+    /// Sets the scrape-time gauges: each group's ready messages per topic it consumes
+    /// (`rocketmq_consumer_ready_messages`, the backlog behind its committed offsets), how old
+    /// its oldest unconsumed message is (`rocketmq_consumer_lag_latency`, ms) and the store's
+    /// size. Called by `/metrics` before it renders.
+    pub async fn refresh_metrics(&self) {
+        let groups: Vec<String> = self.registry.load().groups.keys().cloned().collect();
+        for g in groups {
+            let Ok(rows) = self.consume_stats(&g, None).await else {
+                continue;
+            };
+            let mut ready: BTreeMap<String, u64> = BTreeMap::new();
+            // The oldest unconsumed message of each lagging queue, to time the lag by.
+            let mut oldest = Vec::new();
+            for r in &rows {
+                let next = r.consumer_offset.max(0) as u64;
+                let behind = r.broker_offset.saturating_sub(next);
+                *ready.entry(r.topic.clone()).or_default() += behind;
+                if let (true, Some(t)) = (behind > 0, self.topic(&r.topic)) {
+                    oldest.push((r.topic.clone(), t.config.id, r.queue_id, next));
+                }
+            }
+            let store = self.store.clone();
+            let lag = tokio::task::spawn_blocking(move || {
+                let now = crate::now_ms();
+                let mut lag: BTreeMap<String, i64> = BTreeMap::new();
+                for (topic, id, q, off) in oldest {
+                    if let Ok(Some(e)) = store.cq_entry(id, q, off) {
+                        let l = lag.entry(topic).or_default();
+                        *l = (*l).max(now.saturating_sub(e.store_time).max(0));
+                    }
+                }
+                lag
+            })
+            .await
+            .unwrap_or_default();
+            for (topic, n) in ready {
+                let ms = lag.get(&topic).copied().unwrap_or(0);
+                self.metrics
+                    .group_gauge("rocketmq_consumer_ready_messages", &topic, &g, n as f64);
+                self.metrics
+                    .group_gauge("rocketmq_consumer_lag_latency", &topic, &g, ms as f64);
+            }
+        }
+        if let Ok(bytes) = self.store.live_data_size() {
+            metrics::gauge!("rocketmq_storage_size").set(bytes as f64);
+        }
     }
 
     /// For each queue: oldest and newest store time, and the store time of the last message the

@@ -53,6 +53,8 @@ pub struct BrokerSettings {
     /// Long-poll pulls held at once, broker-wide and per client connection.
     pub max_parked_pulls: usize,
     pub max_parked_pulls_per_connection: usize,
+    /// Metric label sets (topic, group, RPC codes) at most; past it they count under `_other`.
+    pub metrics_max_series: usize,
     /// Consumer clients one group admits.
     pub max_group_members: usize,
     /// Dead letters one re-send request may move.
@@ -94,6 +96,7 @@ impl Default for BrokerSettings {
             max_delay_ms: 365 * 86_400_000,
             max_parked_pulls: 131_072,
             max_parked_pulls_per_connection: 4096,
+            metrics_max_series: 100_000,
             max_group_members: 10_000,
             max_dlq_resend: 1000,
             txn: Default::default(),

@@ -22,6 +22,7 @@ pub mod consumer_group;
 pub mod error;
 pub mod filter;
 pub mod message;
+pub mod metrics;
 pub mod model;
 pub mod pop;
 pub mod producers;

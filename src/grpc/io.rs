@@ -16,11 +16,16 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 pub struct GrpcIo {
     inner: Accepted,
     info: TcpConnectInfo,
+    _open: rocktor_actors::metrics::OpenConnection,
 }
 
 impl GrpcIo {
     pub fn new(inner: Accepted, info: TcpConnectInfo) -> GrpcIo {
-        GrpcIo { inner, info }
+        GrpcIo {
+            inner,
+            info,
+            _open: rocktor_actors::metrics::OpenConnection::new("grpc"),
+        }
     }
 }
 

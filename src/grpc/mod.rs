@@ -110,6 +110,7 @@ async fn worker(
     });
     let incoming = ReceiverStream::new(io_rx).map(Ok::<_, std::io::Error>);
     let max_message = service.max_request_bytes();
+    let metrics = service.metrics();
     let server = pb::messaging_service_server::MessagingServiceServer::new(service)
         .max_decoding_message_size(max_message)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
@@ -123,11 +124,77 @@ async fn worker(
     let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(RpcTimerLayer(metrics))
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, stop)
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "gRPC worker stopped");
+    }
+}
+
+/// Times every call into `rocketmq_rpc_latency` (protocol `grpc`, request code = the method,
+/// response code = the call's grpc-status, 0 unless it failed before its answer). A server
+/// stream is timed to its first answer.
+#[derive(Clone)]
+struct RpcTimerLayer(Arc<rocktor_actors::metrics::BrokerMetrics>);
+
+impl<S> tower_layer::Layer<S> for RpcTimerLayer {
+    type Service = RpcTimer<S>;
+    fn layer(&self, inner: S) -> RpcTimer<S> {
+        RpcTimer {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RpcTimer<S> {
+    inner: S,
+    metrics: Arc<rocktor_actors::metrics::BrokerMetrics>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B, R> tower_service::Service<tonic::codegen::http::Request<B>> for RpcTimer<S>
+where
+    S: tower_service::Service<
+        tonic::codegen::http::Request<B>,
+        Response = tonic::codegen::http::Response<R>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let method = service::method_label(req.uri().path());
+        let started = std::time::Instant::now();
+        let metrics = self.metrics.clone();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let r = answer.await;
+            let code = match &r {
+                Ok(resp) => resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u8>().ok())
+                    .unwrap_or(0),
+                Err(_) => tonic::Code::Internal as u8,
+            };
+            metrics.rpc("grpc", method, &code.to_string(), started.elapsed());
+            r
+        })
     }
 }
 

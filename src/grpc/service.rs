@@ -118,6 +118,10 @@ impl Messaging {
         }
     }
 
+    pub fn metrics(&self) -> Arc<rocktor_actors::metrics::BrokerMetrics> {
+        self.ctx.metrics.clone()
+    }
+
     /// The largest request accepted: a batch of messages of the largest size and then some.
     pub fn max_request_bytes(&self) -> usize {
         self.settings
@@ -1097,6 +1101,37 @@ impl MessagingService for Messaging {
             message_id: id,
         }))
     }
+}
+
+/// The RPC label of a request path: one of the service's methods, anything else `unknown`
+/// (so made-up paths cannot spend the metrics' series budget).
+pub fn method_label(path: &str) -> &'static str {
+    const METHODS: [&str; 16] = [
+        "QueryRoute",
+        "Heartbeat",
+        "SendMessage",
+        "QueryAssignment",
+        "ReceiveMessage",
+        "AckMessage",
+        "ForwardMessageToDeadLetterQueue",
+        "PullMessage",
+        "UpdateOffset",
+        "GetOffset",
+        "QueryOffset",
+        "EndTransaction",
+        "Telemetry",
+        "NotifyClientTermination",
+        "ChangeInvisibleDuration",
+        "RecallMessage",
+    ];
+    let name = path
+        .strip_prefix("/apache.rocketmq.v2.MessagingService/")
+        .unwrap_or("");
+    METHODS
+        .iter()
+        .find(|m| **m == name)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 #[cfg(test)]

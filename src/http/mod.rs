@@ -38,7 +38,22 @@ pub fn configure(
     }
 }
 
-async fn metrics_page(handle: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
+async fn metrics_page(
+    handle: web::Data<Option<PrometheusHandle>>,
+    broker: web::Data<Option<BrokerContext>>,
+) -> HttpResponse {
+    if let Some(b) = broker.get_ref() {
+        b.refresh_metrics().await;
+    }
+    // Process figures (RSS, CPU seconds, open descriptors, threads) as of this scrape.
+    static PROCESS: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    PROCESS
+        .get_or_init(|| {
+            let c = metrics_process::Collector::default();
+            c.describe();
+            c
+        })
+        .collect();
     match handle.get_ref() {
         Some(h) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
@@ -66,8 +81,40 @@ pub fn start(
     workers: usize,
 ) -> std::io::Result<actix_web::dev::Server> {
     let server = HttpServer::new(move || {
+        let timer = broker.metrics.clone();
         App::new()
             .configure(|c| configure(c, metrics.clone(), Some((broker.clone(), settings.clone()))))
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service as _;
+                // The route's pattern, not its path: topic names stay out of this label.
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let method = match req.method().as_str() {
+                    m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => {
+                        m.to_string()
+                    }
+                    _ => "OTHER".to_string(),
+                };
+                let (timer, started) = (timer.clone(), std::time::Instant::now());
+                let answer = srv.call(req);
+                async move {
+                    let r = answer.await;
+                    let status = match &r {
+                        Ok(resp) => resp.status().as_u16(),
+                        Err(e) => e.as_response_error().status_code().as_u16(),
+                    };
+                    timer.rpc(
+                        "http",
+                        &format!("{method} {route}"),
+                        &status.to_string(),
+                        started.elapsed(),
+                    );
+                    r
+                }
+            })
+    })
+    // Dropped with the connection's extensions, when it closes.
+    .on_connect(|_, ext| {
+        ext.insert(rocktor_actors::metrics::OpenConnection::new("http"));
     })
     .workers(workers.max(1))
     .keep_alive(KEEP_ALIVE)

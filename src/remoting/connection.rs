@@ -373,6 +373,10 @@ pub async fn serve_connection<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
+    let _open = rocktor_actors::metrics::OpenConnection::new(match role {
+        Role::NameServer => "remoting-namesrv",
+        Role::Broker => "remoting",
+    });
     // Unbounded as a channel, bounded in bytes by `send_command`.
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {

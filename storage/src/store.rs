@@ -599,6 +599,22 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Bytes the store holds on disk: SST files of every column family plus the memtables
+    /// (`rocketmq_storage_size`).
+    pub fn live_data_size(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for name in cf::ALL {
+            let h = self.handle(name)?;
+            for prop in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                total = total.saturating_add(self.db.property_int_value_cf(h, prop)?.unwrap_or(0));
+            }
+        }
+        Ok(total)
+    }
+
     /// Every `pop` entry under a (group, topic) prefix (`keys::pop_prefix`), in key order:
     /// what a pop consumer's state recovers from.
     pub fn pop_entries(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

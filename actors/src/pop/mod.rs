@@ -203,6 +203,8 @@ pub struct PopState {
     next_queue: usize,
     /// Queues without a cursor or committed offset start at their ends, not their starts.
     start_at_end: bool,
+    /// The in-flight count last put in `rocketmq_consumer_inflight_messages`.
+    reported_inflight: Option<usize>,
 }
 
 impl PopState {
@@ -225,6 +227,7 @@ impl PopState {
             watching: false,
             next_queue: 0,
             start_at_end,
+            reported_inflight: None,
         }
     }
 
@@ -361,6 +364,16 @@ impl PopState {
     fn serve(&mut self, ctx: &mut Context<Self>) {
         if !self.loaded {
             return;
+        }
+        if self.reported_inflight != Some(self.deadlines.len()) {
+            self.reported_inflight = Some(self.deadlines.len());
+            let n = self.deadlines.len() as f64;
+            self.b.metrics.group_gauge(
+                "rocketmq_consumer_inflight_messages",
+                &self.topic,
+                &self.group,
+                n,
+            );
         }
         self.refresh_queues();
         let now = crate::now_ms();
@@ -607,6 +620,10 @@ impl PopState {
                     }
                     metrics::counter!("rocktor_pop_redelivered_total", "group" => act.group.clone())
                         .increment(answer.len() as u64);
+                    let bytes = answer.iter().map(|d| d.record.len()).sum();
+                    act.b
+                        .metrics
+                        .messages_out(&act.topic, &act.group, answer.len(), bytes);
                     let _ = r.reply.send(Ok(answer));
                 }
                 Err(e) => {
@@ -634,8 +651,6 @@ impl PopState {
         ctx.spawn(work.into_actor(self).map(move |r, act, ctx| {
             let answer = match r {
                 Ok(()) => {
-                    metrics::counter!("rocketmq_send_to_dlq_messages_total", "consumer_group" => act.group.clone())
-                        .increment(1);
                     act.commit_low_marks();
                     Ok(Ok(()))
                 }
@@ -770,8 +785,10 @@ impl PopState {
                 q.cursor.to_be_bytes().to_vec(),
             ));
         }
-        metrics::counter!("rocketmq_messages_out_total", "topic" => self.topic.clone(), "consumer_group" => self.group.clone())
-            .increment(answer.len() as u64);
+        let bytes = answer.iter().map(|d| d.record.len()).sum();
+        self.b
+            .metrics
+            .messages_out(&self.topic, &self.group, answer.len(), bytes);
         let rx = self.b.writer.try_submit(batch);
         let reply = r.reply;
         ctx.spawn(

@@ -92,6 +92,8 @@ pub struct BrokerContext {
     pops: Arc<Mutex<pop::PopRegistry>>,
     /// Signs and checks receipt handles.
     pub handle_key: Arc<crate::pop::HandleKey>,
+    /// RocketMQ 5's metrics, counted by the flows of every front end.
+    pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
 impl BrokerContext {
@@ -157,6 +159,7 @@ impl BrokerContext {
             guard: disk.clone(),
         })
         .start();
+        let metrics_max_series = settings.metrics_max_series;
         let ctx = BrokerContext {
             settings,
             registry,
@@ -178,6 +181,7 @@ impl BrokerContext {
                 request_modes,
             ))),
             handle_key: Arc::new(handle_key),
+            metrics: Arc::new(crate::metrics::BrokerMetrics::new(metrics_max_series)),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
             ctx.auto_create(TopicSpec {

@@ -219,8 +219,9 @@ impl BrokerContext {
             metrics::counter!("rocktor_long_polls_over_cap_total").increment(1);
             tokio::time::sleep(OVER_CAP_HOLD).await;
         }
-        metrics::counter!("rocketmq_messages_out_total", "topic" => req.topic)
-            .increment(out.records.len() as u64);
+        let bytes = out.records.iter().map(Bytes::len).sum();
+        self.metrics
+            .messages_out(&req.topic, &req.group, out.records.len(), bytes);
         Ok(out)
     }
 }

@@ -109,6 +109,7 @@ impl BrokerContext {
         topic_queue::append(queue, append).await?;
         metrics::counter!("rocktor_messages_dead_lettered_total", "group" => group.to_string())
             .increment(1);
+        self.metrics.dead_lettered(origin_topic, group);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! one append to the queue (or the scheduler, for a delivery time).
 
 use super::*;
+use crate::model::TopicMessageType;
 
 pub struct SendRequest {
     pub producer_group: String,
@@ -187,6 +188,9 @@ impl BrokerContext {
             )));
         };
         let store_host = self.settings.broker_addr;
+        let sizes: Vec<usize> = req.messages.iter().map(|m| m.body.len()).collect();
+        let fifo = sharding_key.is_some()
+            || TopicMessageType::of_topic(&topic.config) == TopicMessageType::Fifo;
         let mut prepared = Vec::with_capacity(req.messages.len());
         for m in req.messages {
             prepared.push(prepare(m, &self.stamp(), store_host)?);
@@ -208,6 +212,8 @@ impl BrokerContext {
                     req.polls_checks,
                 )
                 .await?;
+            self.metrics
+                .messages_in(&topic.config.name, TopicMessageType::Transaction, &sizes);
             return Ok(SendResult {
                 queue_id,
                 first_offset: seq,
@@ -261,6 +267,8 @@ impl BrokerContext {
             .await?;
             metrics::counter!("rocktor_messages_scheduled_total", "topic" => req.topic.clone())
                 .increment(n);
+            self.metrics
+                .messages_in(&topic.config.name, TopicMessageType::Delay, &sizes);
             let recall_handle = (uniq_keys.len() == 1).then(|| {
                 scheduler::recall_handle(
                     &topic.config.name,
@@ -279,7 +287,12 @@ impl BrokerContext {
             });
         }
         let r = topic_queue::append(queue, Append::new(prepared, store_host)).await?;
-        metrics::counter!("rocketmq_messages_in_total", "topic" => req.topic.clone()).increment(n);
+        let kind = if fifo {
+            TopicMessageType::Fifo
+        } else {
+            TopicMessageType::Normal
+        };
+        self.metrics.messages_in(&topic.config.name, kind, &sizes);
         Ok(SendResult {
             queue_id: r.queue_id,
             first_offset: r.first_offset,

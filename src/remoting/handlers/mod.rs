@@ -40,6 +40,7 @@ pub async fn dispatch(
             return (!req.is_oneway()).then_some(denied);
         }
     }
+    let started = std::time::Instant::now();
     let result = match role {
         Role::NameServer => namesrv_codes(broker, &req).await,
         Role::Broker => broker_codes(broker, conn, &req).await,
@@ -48,6 +49,18 @@ pub async fn dispatch(
         Ok(r) => r,
         Err(e) => Some(e.into_response(&req)),
     };
+    if let Some(r) = &reply {
+        // An unknown request code is one label set (REQUEST_CODE_NOT_SUPPORTED), so a peer
+        // inventing codes cannot spend the series budget.
+        let request = if r.code == super::codes::response::REQUEST_CODE_NOT_SUPPORTED {
+            "unsupported".to_string()
+        } else {
+            req.code.to_string()
+        };
+        broker
+            .metrics
+            .rpc("remoting", &request, &r.code.to_string(), started.elapsed());
+    }
     if req.is_oneway() {
         None
     } else {
