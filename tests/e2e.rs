@@ -4,6 +4,7 @@
 
 mod acl;
 mod cancel;
+mod dashboard;
 mod grpc;
 mod hardening;
 mod http_api;
@@ -11,6 +12,7 @@ mod observe;
 mod orderly;
 mod pop;
 mod query;
+mod rest;
 mod retention;
 mod support;
 mod tls;
@@ -987,7 +989,7 @@ async fn dead_letters_are_listed_and_resent_to_the_retry_topic() {
     c.call(back, TIMEOUT).await.unwrap();
     let http = b.http;
     let (status, body) = tokio::task::spawn_blocking(move || {
-        support::http(http, "GET", "/api/groups/CG_D/dlq?from=0", None)
+        support::http(http, "GET", "/api/v1/groups/CG_D/dlq?from=0", None)
     })
     .await
     .unwrap();
@@ -1000,7 +1002,7 @@ async fn dead_letters_are_listed_and_resent_to_the_retry_topic() {
     assert_eq!(msgs[0]["properties"]["k"], "v");
     // A time range that excludes it lists nothing.
     let (_, body) = tokio::task::spawn_blocking(move || {
-        support::http(http, "GET", "/api/groups/CG_D/dlq?from=0&to=1", None)
+        support::http(http, "GET", "/api/v1/groups/CG_D/dlq?from=0&to=1", None)
     })
     .await
     .unwrap();
@@ -1016,7 +1018,7 @@ async fn dead_letters_are_listed_and_resent_to_the_retry_topic() {
         support::http(
             http,
             "POST",
-            "/api/groups/CG_D/dlq/resend",
+            "/api/v1/groups/CG_D/dlq/resend",
             Some(r#"{"offsets":[0]}"#),
         )
     })
@@ -1036,7 +1038,7 @@ async fn dead_letters_are_listed_and_resent_to_the_retry_topic() {
         support::http(
             http,
             "POST",
-            "/api/groups/Nobody/dlq/resend",
+            "/api/v1/groups/Nobody/dlq/resend",
             Some(r#"{"offsets":[0]}"#),
         )
     })

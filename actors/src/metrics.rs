@@ -12,6 +12,7 @@
 use crate::model::TopicMessageType;
 use metrics::{Counter, Gauge, Histogram};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,7 +59,23 @@ struct Series {
 pub struct BrokerMetrics {
     max_series: usize,
     series: Mutex<Series>,
+    /// Broker-wide totals since start, for the REST API's overview (the dashboard's rates).
+    stored: AtomicU64,
+    delivered: AtomicU64,
 }
+
+/// Broker-wide figures since start, read without the metrics registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Open connections by protocol, in `PROTOCOLS` order.
+    pub connections: [u64; 3],
+}
+
+/// The `protocol_type` values, in the order `Totals::connections` counts them.
+pub const PROTOCOLS: [&str; 3] = ["remoting", "grpc", "http"];
+static OPEN_CONNECTIONS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Apache's `message_type` label values.
 pub fn message_type_label(kind: TopicMessageType) -> &'static str {
@@ -75,6 +92,8 @@ impl BrokerMetrics {
         BrokerMetrics {
             max_series: max_series.max(1),
             series: Mutex::new(Series::default()),
+            stored: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +147,7 @@ impl BrokerMetrics {
     /// Messages stored in `topic` (`sizes`: each one's body length).
     pub fn messages_in(&self, topic: &str, kind: TopicMessageType, sizes: &[usize]) {
         let h = self.inbound(topic, kind);
+        self.stored.fetch_add(sizes.len() as u64, Ordering::Relaxed);
         h.messages.increment(sizes.len() as u64);
         for &n in sizes {
             h.bytes.increment(n as u64);
@@ -141,6 +161,7 @@ impl BrokerMetrics {
             return;
         }
         let h = self.outbound(topic, group);
+        self.delivered.fetch_add(count as u64, Ordering::Relaxed);
         h.messages.increment(count as u64);
         h.bytes.increment(bytes as u64);
     }
@@ -197,6 +218,19 @@ impl BrokerMetrics {
         s.gauges.insert(key, g);
     }
 
+    /// Messages stored and delivered since start, and the connections open now.
+    pub fn totals(&self) -> Totals {
+        let mut connections = [0; 3];
+        for (n, open) in connections.iter_mut().zip(&OPEN_CONNECTIONS) {
+            *n = open.load(Ordering::Relaxed);
+        }
+        Totals {
+            messages_in: self.stored.load(Ordering::Relaxed),
+            messages_out: self.delivered.load(Ordering::Relaxed),
+            connections,
+        }
+    }
+
     /// Label sets in use (for tests and the overflow warning).
     pub fn series_in_use(&self) -> usize {
         self.series.lock().map(|s| s.used).unwrap_or(0)
@@ -204,19 +238,29 @@ impl BrokerMetrics {
 }
 
 /// One open client connection of `protocol` in `rocketmq_connections` while it lives.
-pub struct OpenConnection(Gauge);
+pub struct OpenConnection(Gauge, Option<&'static AtomicU64>);
 
 impl OpenConnection {
     pub fn new(protocol: &'static str) -> OpenConnection {
         let g = metrics::gauge!("rocketmq_connections", "protocol_type" => protocol);
         g.increment(1.0);
-        OpenConnection(g)
+        let open = PROTOCOLS
+            .iter()
+            .position(|p| *p == protocol)
+            .map(|i| &OPEN_CONNECTIONS[i]);
+        if let Some(n) = open {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        OpenConnection(g, open)
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+        if let Some(n) = self.1 {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -355,6 +355,16 @@ pub fn validate_group(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The broker's own topics (TBW102, schedule, transaction, trace, retry and dead-letter
+/// ones), which listings of users' topics leave out.
+pub fn is_system_topic(topic: &str) -> bool {
+    topic == DEFAULT_TOPIC
+        || NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+        || topic.starts_with("RMQ_SYS_")
+        || topic.starts_with("rmq_sys_")
+        || is_retry_or_dlq(topic)
+}
+
 pub fn is_retry_or_dlq(topic: &str) -> bool {
     topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
 }

@@ -7,7 +7,7 @@
 //! Every answer is `text/xml` with an `x-mq-request-id` header; every failure is an `<Error>`
 //! document with the seeds' code, and a per-handle ack failure an `<Errors>` one (404).
 
-use super::signature::{self, CredentialError};
+use super::access::{authenticate, ApiError};
 use super::xml::{self, Doc};
 use crate::digest::md5_upper;
 use crate::remoting::message::offset_msg_id;
@@ -15,7 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use rocktor_actors::auth::{AccessRequest, AuthError, Perm, Resource, LOCALHOST};
+use rocktor_actors::auth::{Perm, Resource};
 use rocktor_actors::message::{is_system_property, IncomingMessage, PROP_KEYS, PROP_TAGS};
 use rocktor_actors::pop::{AckTarget, HandleError};
 use rocktor_actors::service::{ConsumerProtocol, ReceiveRequest, SendRequest};
@@ -77,65 +77,6 @@ const PROP_TRANS_CHECK: &str = "__TransCheckT";
 const SYS_FLAG_PREPARED: i32 = 0x4;
 /// The producer group HTTP publishes are stored under (the SDKs send none).
 const HTTP_PRODUCER_GROUP: &str = "HTTP_PRODUCER";
-
-/// One failure, as the seeds' error table names it.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
-    }
-
-    fn no_message() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "MessageNotExist",
-            "Message not exist.",
-        )
-    }
-}
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        let msg = e.to_string();
-        let (status, code) = match e {
-            BrokerError::TopicNotExist(_) => (StatusCode::NOT_FOUND, "TopicNotExist"),
-            BrokerError::GroupNotExist(_) => (StatusCode::NOT_FOUND, "ConsumerNotExist"),
-            BrokerError::NotFound(_) => (StatusCode::NOT_FOUND, "MessageNotExist"),
-            BrokerError::InvalidParameter(_)
-            | BrokerError::MessageIllegal(_)
-            | BrokerError::IllegalDeliveryTime(_)
-            | BrokerError::MessageTypeMismatch(_)
-            | BrokerError::TransactionMismatch(_)
-            | BrokerError::IllegalOperation(_)
-            | BrokerError::NotSupported(_)
-            | BrokerError::SubscriptionParseFailed(_)
-            | BrokerError::SubscriptionNotExist(_)
-            | BrokerError::SubscriptionNotLatest(_) => (StatusCode::BAD_REQUEST, "InvalidArgument"),
-            BrokerError::NoPermission(_) => (StatusCode::FORBIDDEN, "AccessDenied"),
-            BrokerError::SystemBusy | BrokerError::LimitExceeded(_) => {
-                (StatusCode::BAD_REQUEST, "QpsLimitExceeded")
-            }
-            BrokerError::WriteUnavailable(_)
-            | BrokerError::ShuttingDown
-            | BrokerError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
-        };
-        ApiError::new(status, code, msg)
-    }
-}
 
 /// The request id and host id every answer of one request carries.
 struct Call {
@@ -210,102 +151,6 @@ fn consumer(q: &HashMap<String, String>) -> Result<String, ApiError> {
     {
         Some(c) => Ok(with_namespace(q, c)),
         None => Err(ApiError::invalid("The consumer is missing.")),
-    }
-}
-
-/// With ACL on: the request's signature, Date and permissions, through the shared
-/// authenticator. A white-listed address passes without credentials, as on remoting.
-fn authenticate(
-    b: &BrokerContext,
-    req: &HttpRequest,
-    resources: Vec<(Resource, Perm)>,
-) -> Result<(), ApiError> {
-    if !b.auth.enabled() {
-        return Ok(());
-    }
-    let remote = req.peer_addr().map(|a| a.ip()).unwrap_or(LOCALHOST);
-    let headers = req.headers();
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let credentials = match authorization {
-        None => None,
-        Some(v) => Some(signature::parse_authorization(v).map_err(credential_error)?),
-    };
-    let string_to_sign;
-    let access = match credentials {
-        None => AccessRequest {
-            remote,
-            access_key: None,
-            signature: None,
-            fields: Vec::new(),
-            body: &[],
-            string_to_sign: None,
-            admin_only: false,
-            resources,
-        },
-        Some((ak, sig)) => {
-            let date = headers.get("date").and_then(|v| v.to_str().ok());
-            signature::check_date(date, std::time::SystemTime::now()).map_err(credential_error)?;
-            let target = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or_else(|| req.uri().path());
-            string_to_sign = signature::string_to_sign(req.method().as_str(), headers, target);
-            AccessRequest {
-                remote,
-                access_key: Some(ak),
-                signature: Some(sig),
-                fields: Vec::new(),
-                body: &[],
-                string_to_sign: Some(&string_to_sign),
-                admin_only: false,
-                resources,
-            }
-        }
-    };
-    b.auth.check(&access).map_err(|e| match e {
-        AuthError::NoCredentials => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "MissingAuthorizationHeader",
-            "The Authorization header is missing.",
-        ),
-        AuthError::UnknownAccessKey(_) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "InvalidAccessKeyId",
-            "The AccessKey Id you provided is not exist.",
-        ),
-        AuthError::BadSignature(_) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ),
-        e @ (AuthError::NotAdmin(_) | AuthError::Denied { .. }) => {
-            ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", e.to_string())
-        }
-    })
-}
-
-fn credential_error(e: CredentialError) -> ApiError {
-    let bad = StatusCode::BAD_REQUEST;
-    match e {
-        CredentialError::InvalidAuthorization => ApiError::new(
-            bad,
-            "InvalidAuthorizationHeader",
-            "The Authorization header is not 'MQ AccessKeyId:Signature'.",
-        ),
-        CredentialError::MissingDate => {
-            ApiError::new(bad, "MissingDateHeader", "The Date header is missing.")
-        }
-        CredentialError::InvalidDate => ApiError::new(
-            bad,
-            "InvalidDateHeader",
-            "The Date header is not an RFC 1123 date.",
-        ),
-        CredentialError::TimeExpired => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "TimeExpired",
-            "The Date header is more than 15 minutes off the server's time.",
-        ),
     }
 }
 
@@ -426,7 +271,12 @@ async fn publish(
     let r = async {
         let q = query(&req)?;
         let topic = with_namespace(&q, &topic);
-        authenticate(&b, &req, vec![(Resource::Topic(topic.clone()), Perm::PUB)])?;
+        authenticate(
+            &b,
+            &req,
+            vec![(Resource::Topic(topic.clone()), Perm::PUB)],
+            false,
+        )?;
         // Room for the XML around the body and the entities in it.
         let limit = s
             .max_message_size
@@ -563,6 +413,7 @@ async fn consume(
                 (Resource::Topic(topic.clone()), Perm::SUB),
                 (Resource::Group(group.clone()), Perm::SUB),
             ],
+            false,
         )?;
         let mut w = xml::Writer::new("Messages");
         let found = match trans {
@@ -677,7 +528,7 @@ async fn ack(
                 )))
             }
         };
-        authenticate(&b, &req, resources)?;
+        authenticate(&b, &req, resources, false)?;
         let body = read_body(payload, 1 << 20).await?;
         let doc = parse_xml(&body, "ReceiptHandles")?;
         let handles: Vec<String> = doc

@@ -1,8 +1,11 @@
 //! The HTTP front end (actix-web): the Aliyun-style HTTP messaging API at the root
-//! (`/topics/{topic}/messages`), the first admin routes under `/api`, Prometheus `/metrics`
-//! and `/healthz`. Thin translations: every rule lives in `BrokerContext`'s flows.
+//! (`/topics/{topic}/messages`), the admin REST API under `/api/v1`, the dashboard at `/`,
+//! Prometheus `/metrics` and `/healthz`. Thin translations: every rule lives in
+//! `BrokerContext`'s flows.
 
-mod admin;
+mod access;
+pub mod api;
+mod dashboard;
 mod messaging;
 mod signature;
 mod xml;
@@ -20,7 +23,8 @@ use std::time::Duration;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 /// Routes other actix-web apps can mount when embedding rocktor (see `examples/embedded.rs`):
-/// `/metrics` and `/healthz` always; with a broker, the messaging API and the admin routes.
+/// `/metrics` and `/healthz` always; with a broker, the messaging API, the REST API and the
+/// dashboard.
 pub fn configure(
     cfg: &mut web::ServiceConfig,
     metrics: Option<PrometheusHandle>,
@@ -33,7 +37,8 @@ pub fn configure(
     if let Some((b, settings)) = broker {
         cfg.app_data(web::Data::new(b))
             .app_data(web::Data::new(settings));
-        admin::routes(cfg);
+        api::routes(cfg);
+        dashboard::routes(cfg);
         messaging::routes(cfg);
     }
 }

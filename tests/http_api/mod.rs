@@ -255,7 +255,7 @@ async fn redelivery_dead_letters_and_unacked_messages_across_kill9() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let dlq = http_json(b.http, "/api/groups/RedG/dlq");
+        let dlq = http_json(b.http, "/api/v1/groups/RedG/dlq");
         let bodies: Vec<_> = dlq["messages"]
             .as_array()
             .unwrap()

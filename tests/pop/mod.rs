@@ -196,7 +196,7 @@ async fn rust_pop_consumer_receives_retries_and_acks() {
     b.kill9_and_restart();
     let c = connect(b.broker).await;
     for id in ids.iter().step_by(5) {
-        let t = http_json(b.http, &format!("/api/messages/{id}/trace?topic=PopT"));
+        let t = http_json(b.http, &format!("/api/v1/messages/{id}/trace?topic=PopT"));
         let g = t["groups"]
             .as_array()
             .and_then(|gs| gs.iter().find(|g| g["group"] == "PopG"))

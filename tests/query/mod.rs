@@ -299,7 +299,10 @@ async fn delivery_status_per_group() {
     // Offsets reach the group actors asynchronously; the status reads them from there.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let status = |id: &str| {
-        let v = http_json(b.http, &format!("/api/topics/DelT/messages/{id}/delivery"));
+        let v = http_json(
+            b.http,
+            &format!("/api/v1/topics/DelT/messages/{id}/delivery"),
+        );
         v["groups"]
             .as_array()
             .unwrap()
@@ -340,7 +343,7 @@ async fn delivery_status_per_group() {
     let (code, _) = http(
         b.http,
         "GET",
-        "/api/topics/DelT/messages/NOSUCHID/delivery",
+        "/api/v1/topics/DelT/messages/NOSUCHID/delivery",
         None,
     );
     assert_eq!(code, 404);
@@ -364,7 +367,7 @@ async fn messages_by_store_time() {
         c.request(send(i), TIMEOUT).await.unwrap();
     }
     let list = |q: String| {
-        let v = http_json(b.http, &format!("/api/topics/TimeT/messages?{q}"));
+        let v = http_json(b.http, &format!("/api/v1/topics/TimeT/messages?{q}"));
         v["messages"]
             .as_array()
             .unwrap()
@@ -377,12 +380,12 @@ async fn messages_by_store_time() {
     assert_eq!(list(format!("begin={middle}")), [101, 2, 102]);
     assert_eq!(list(format!("end={middle}")), [0, 100, 1]);
     assert_eq!(list(format!("begin={middle}&max=2")), [101, 2]);
-    let (code, _) = http(b.http, "GET", "/api/topics/NoSuchTopic/messages", None);
+    let (code, _) = http(b.http, "GET", "/api/v1/topics/NoSuchTopic/messages", None);
     assert_eq!(code, 404);
     let (code, _) = http(
         b.http,
         "GET",
-        "/api/topics/TimeT/messages?begin=10&end=5",
+        "/api/v1/topics/TimeT/messages?begin=10&end=5",
         None,
     );
     assert_eq!(code, 400, "a range that ends before it begins");

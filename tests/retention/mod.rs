@@ -146,7 +146,7 @@ async fn expired_messages_go_and_their_space_comes_back() {
         .unwrap();
     assert_eq!(r.code, 22, "QUERY_NOT_FOUND once 0 is gone");
     // The scheduled message is still waiting, re-appended past the horizon.
-    let t = http_json(b.http, "/api/messages/LATER-1/trace?topic=RetT");
+    let t = http_json(b.http, "/api/v1/messages/LATER-1/trace?topic=RetT");
     assert_eq!(t["state"], "Message Standing By", "{t:#}");
     assert_eq!(t["held"]["dueMs"], due);
     assert!(t["held"]["record"]["commitLogOffset"].as_u64().unwrap() > 4000);
@@ -271,7 +271,7 @@ async fn a_full_small_file_system_refuses_sends_then_resumes() {
     let (n, code, remark) = refused.expect("sends were refused before 1.2 GB were sent");
     assert_eq!(code, 14, "SERVICE_NOT_AVAILABLE after {n} sends: {remark}");
     assert!(remark.contains("disk is full"), "{remark}");
-    let v = http_json(b.http, "/api/retention");
+    let v = http_json(b.http, "/api/v1/retention");
     // Reads go on meanwhile.
     let r = c
         .request(

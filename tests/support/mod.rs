@@ -448,12 +448,27 @@ pub fn python_client() -> Option<PathBuf> {
 
 /// A minimal HTTP/1.1 exchange (Connection: close), so tests need no HTTP client crate.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with(addr, method, path, &[], body)
+}
+
+/// `http` with extra request headers (signed REST requests).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).expect("connect HTTP");
     s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write HTTP request");

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn trace(b: &BrokerProc, msg_id: &str) -> Value {
-    http_json(b.http, &format!("/api/messages/{msg_id}/trace"))
+    http_json(b.http, &format!("/api/v1/messages/{msg_id}/trace"))
 }
 
 /// Polls the trace until `done` holds (trace records arrive in batches, up to a second late).
