@@ -57,6 +57,8 @@ pub struct Config {
     /// Metric label sets at most (a topic, a topic and group, an RPC's codes); past it new
     /// ones count under `topic="_other"`.
     pub metrics_max_series: usize,
+    /// Whether the domain counts RocketMQ 5's metrics (off: `/metrics` has process figures only).
+    pub metrics_enabled: bool,
     /// Long-poll pulls held at once by the whole broker; past it as above.
     pub max_parked_pulls: usize,
     /// Requests of one connection handled at once; past it the broker stops reading that
@@ -147,6 +149,7 @@ impl Default for Config {
             long_polling: true,
             max_parked_pulls_per_connection: 4096,
             metrics_max_series: 100_000,
+            metrics_enabled: true,
             max_parked_pulls: 131_072,
             max_requests_per_connection: 1024,
             max_connection_write_queue_bytes: 64 << 20,

@@ -141,6 +141,7 @@ impl Broker {
             max_parked_pulls: config.max_parked_pulls,
             max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
             metrics_max_series: config.metrics_max_series,
+            metrics_enabled: config.metrics_enabled,
             max_group_members: config.max_group_members,
             max_dlq_resend: config.max_dlq_resend,
             txn: rocktor_actors::txn::TxnSettings {

@@ -31,6 +31,14 @@ pub struct ConsumeRow {
     pub last_timestamp: i64,
 }
 
+impl ConsumeRow {
+    /// Messages behind the group's committed offset (all of them when it committed none).
+    pub fn lag(&self) -> u64 {
+        self.broker_offset
+            .saturating_sub(self.consumer_offset.max(0) as u64)
+    }
+}
+
 /// Store times of one queue: oldest, newest, and of the last message the group consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeSpan {
@@ -87,10 +95,11 @@ impl BrokerContext {
     }
 
     pub async fn delete_topic(&self, name: &str) -> BrokerResult<()> {
-        if name == model::DEFAULT_TOPIC {
-            return Err(BrokerError::InvalidParameter(
-                "The topic TBW102 is a system topic.".into(),
-            ));
+        // Retry and dead-letter topics are a group's, and may go; the broker's own may not.
+        if model::is_system_topic(name) && !model::is_retry_or_dlq(name) {
+            return Err(BrokerError::InvalidParameter(format!(
+                "The topic {name} is a system topic."
+            )));
         }
         self.broker
             .send(DeleteTopic {
@@ -131,29 +140,39 @@ impl BrokerContext {
             .collect())
     }
 
-    /// Topics a group consumes: its subscriptions and the topics it committed offsets for.
-    async fn topics_consumed(&self, group: &GroupHandle) -> BrokerResult<Vec<String>> {
-        let offsets = group.addr.send(GetOffsets { topic: None }).await?;
-        let mut topics: Vec<String> = offsets.into_iter().map(|(t, _, _)| t).collect();
+    /// Topics a group consumes: its subscriptions and the topics it committed offsets for
+    /// (`offsets`, as the group's GetOffsets answered).
+    fn topics_consumed(&self, group: &GroupHandle, offsets: &[(String, u32, i64)]) -> Vec<String> {
+        let mut topics: Vec<String> = offsets.iter().map(|(t, _, _)| t.clone()).collect();
         topics.extend(group.view.load().subscriptions.keys().cloned());
         topics.retain(|t| self.topic(t).is_some());
         topics.sort();
         topics.dedup();
-        Ok(topics)
+        topics
+    }
+
+    async fn offsets_of(group: &GroupHandle) -> BrokerResult<Vec<(String, u32, i64)>> {
+        Ok(group.addr.send(GetOffsets { topic: None }).await?)
     }
 
     pub async fn topics_of_group(&self, group: &str) -> BrokerResult<Vec<String>> {
         let g = self
             .group(group)
             .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;
-        self.topics_consumed(&g).await
+        let offsets = Self::offsets_of(&g).await?;
+        Ok(self.topics_consumed(&g, &offsets))
     }
 
     pub async fn groups_of_topic(&self, topic: &str) -> BrokerResult<Vec<String>> {
         let groups: Vec<_> = self.registry.load().groups.values().cloned().collect();
         let mut names = Vec::new();
         for g in groups {
-            if self.topics_consumed(&g).await?.iter().any(|t| t == topic) {
+            let offsets = Self::offsets_of(&g).await?;
+            if self
+                .topics_consumed(&g, &offsets)
+                .iter()
+                .any(|t| t == topic)
+            {
                 names.push(g.config.name.clone());
             }
         }
@@ -170,75 +189,113 @@ impl BrokerContext {
         let g = self
             .group(group)
             .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;
-        let offsets = g.addr.send(GetOffsets { topic: None }).await?;
+        let offsets = Self::offsets_of(&g).await?;
+        Ok(self.consume_rows(&g, &offsets, topic))
+    }
+
+    fn consume_rows(
+        &self,
+        g: &GroupHandle,
+        offsets: &[(String, u32, i64)],
+        topic: Option<&str>,
+    ) -> Vec<ConsumeRow> {
+        let committed: std::collections::HashMap<(&str, u32), i64> = offsets
+            .iter()
+            .map(|(t, q, o)| ((t.as_str(), *q), *o))
+            .collect();
         let mut rows = Vec::new();
-        for t in self.topics_consumed(&g).await? {
+        for t in self.topics_consumed(g, offsets) {
             if topic.is_some_and(|want| want != t) {
                 continue;
             }
-            for q in self.queue_offsets(&t)? {
-                let committed = offsets
-                    .iter()
-                    .find(|(tt, qq, _)| *tt == t && *qq == q.queue_id)
-                    .map(|(_, _, o)| *o)
-                    .unwrap_or(0);
+            // Deleted since the registry was read: nothing to show.
+            let Ok(queues) = self.queue_offsets(&t) else {
+                continue;
+            };
+            for q in queues {
                 rows.push(ConsumeRow {
                     topic: t.clone(),
                     queue_id: q.queue_id,
                     broker_offset: q.max,
-                    consumer_offset: committed,
+                    consumer_offset: committed
+                        .get(&(t.as_str(), q.queue_id))
+                        .copied()
+                        .unwrap_or(0),
                     last_timestamp: q.last_store_time,
                 });
             }
         }
-        Ok(rows)
+        rows
     }
 
     /// Sets the scrape-time gauges: each group's ready messages per topic it consumes
     /// (`rocketmq_consumer_ready_messages`, the backlog behind its committed offsets), how old
     /// its oldest unconsumed message is (`rocketmq_consumer_lag_latency`, ms) and the store's
-    /// size. Called by `/metrics` before it renders.
+    /// size. Called by `/metrics` before it renders; at most once per `MIN_REFRESH_AGE`, one
+    /// scrape at a time (`/metrics` is open, so a flood of scrapes costs one walk a second).
     pub async fn refresh_metrics(&self) {
-        let groups: Vec<String> = self.registry.load().groups.keys().cloned().collect();
+        let mut last = self.metrics.refreshed.lock().await;
+        if last.is_some_and(|t| t.elapsed() < crate::metrics::MIN_REFRESH_AGE) {
+            return;
+        }
+        self.compute_scrape_gauges().await;
+        *last = Some(std::time::Instant::now());
+    }
+
+    async fn compute_scrape_gauges(&self) {
+        let groups: Vec<_> = self.registry.load().groups.values().cloned().collect();
+        let mut backlog = 0u64;
+        // Ready messages by (group, topic), and the oldest unconsumed message of each lagging
+        // queue, to time the lag by (read from the consume queue in one blocking task).
+        let mut ready: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut oldest = Vec::new();
         for g in groups {
-            let Ok(rows) = self.consume_stats(&g, None).await else {
+            let Ok(offsets) = Self::offsets_of(&g).await else {
                 continue;
             };
-            let mut ready: BTreeMap<String, u64> = BTreeMap::new();
-            // The oldest unconsumed message of each lagging queue, to time the lag by.
-            let mut oldest = Vec::new();
-            for r in &rows {
-                let next = r.consumer_offset.max(0) as u64;
-                let behind = r.broker_offset.saturating_sub(next);
-                *ready.entry(r.topic.clone()).or_default() += behind;
+            for r in self.consume_rows(&g, &offsets, None) {
+                let behind = r.lag();
+                backlog = backlog.saturating_add(behind);
+                let key = (g.config.name.clone(), r.topic.clone());
+                *ready.entry(key.clone()).or_default() += behind;
                 if let (true, Some(t)) = (behind > 0, self.topic(&r.topic)) {
-                    oldest.push((r.topic.clone(), t.config.id, r.queue_id, next));
+                    oldest.push((
+                        key,
+                        t.config.id,
+                        r.queue_id,
+                        r.consumer_offset.max(0) as u64,
+                    ));
                 }
-            }
-            let store = self.store.clone();
-            let lag = tokio::task::spawn_blocking(move || {
-                let now = crate::now_ms();
-                let mut lag: BTreeMap<String, i64> = BTreeMap::new();
-                for (topic, id, q, off) in oldest {
-                    if let Ok(Some(e)) = store.cq_entry(id, q, off) {
-                        let l = lag.entry(topic).or_default();
-                        *l = (*l).max(now.saturating_sub(e.store_time).max(0));
-                    }
-                }
-                lag
-            })
-            .await
-            .unwrap_or_default();
-            for (topic, n) in ready {
-                let ms = lag.get(&topic).copied().unwrap_or(0);
-                self.metrics
-                    .group_gauge("rocketmq_consumer_ready_messages", &topic, &g, n as f64);
-                self.metrics
-                    .group_gauge("rocketmq_consumer_lag_latency", &topic, &g, ms as f64);
             }
         }
+        let store = self.store.clone();
+        let lag = tokio::task::spawn_blocking(move || {
+            let now = crate::now_ms();
+            let mut lag: BTreeMap<(String, String), i64> = BTreeMap::new();
+            for (key, id, q, off) in oldest {
+                if let Ok(Some(e)) = store.cq_entry(id, q, off) {
+                    let l = lag.entry(key).or_default();
+                    *l = (*l).max(now.saturating_sub(e.store_time).max(0));
+                }
+            }
+            lag
+        })
+        .await
+        .unwrap_or_default();
+        for ((group, topic), n) in &ready {
+            let key = (group.clone(), topic.clone());
+            let ms = lag.get(&key).copied().unwrap_or(0);
+            self.metrics
+                .group_gauge("rocketmq_consumer_ready_messages", topic, group, *n as f64);
+            self.metrics
+                .group_gauge("rocketmq_consumer_lag_latency", topic, group, ms as f64);
+        }
+        self.metrics.backlog.store(backlog, Ordering::Relaxed);
         if let Ok(bytes) = self.store.live_data_size() {
-            metrics::gauge!("rocketmq_storage_size").set(bytes as f64);
+            self.metrics.store_bytes.store(bytes, Ordering::Relaxed);
+            if self.metrics.enabled() {
+                metrics::gauge!("rocketmq_storage_size").set(bytes as f64);
+            }
         }
     }
 

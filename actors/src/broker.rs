@@ -55,6 +55,8 @@ pub struct BrokerSettings {
     pub max_parked_pulls_per_connection: usize,
     /// Metric label sets (topic, group, RPC codes) at most; past it they count under `_other`.
     pub metrics_max_series: usize,
+    /// Whether the flows count metrics at all (the off switch the overhead is measured by).
+    pub metrics_enabled: bool,
     /// Consumer clients one group admits.
     pub max_group_members: usize,
     /// Dead letters one re-send request may move.
@@ -97,6 +99,7 @@ impl Default for BrokerSettings {
             max_parked_pulls: 131_072,
             max_parked_pulls_per_connection: 4096,
             metrics_max_series: 100_000,
+            metrics_enabled: true,
             max_group_members: 10_000,
             max_dlq_resend: 1000,
             txn: Default::default(),

@@ -57,12 +57,23 @@ struct Series {
 }
 
 pub struct BrokerMetrics {
+    enabled: bool,
     max_series: usize,
     series: Mutex<Series>,
     /// Broker-wide totals since start, for the REST API's overview (the dashboard's rates).
     stored: AtomicU64,
     delivered: AtomicU64,
+    /// When the scrape-time gauges were last computed; held while they are, so concurrent
+    /// scrapes wait for one computation instead of each walking every group.
+    pub(crate) refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Messages behind every group's committed offsets, and the store's size, as of the last
+    /// refresh (the REST overview reads them).
+    pub backlog: AtomicU64,
+    pub store_bytes: AtomicU64,
 }
+
+/// Scrapes closer together than this reuse the gauges of the previous one.
+pub const MIN_REFRESH_AGE: Duration = Duration::from_secs(1);
 
 /// Broker-wide figures since start, read without the metrics registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,12 +99,16 @@ pub fn message_type_label(kind: TopicMessageType) -> &'static str {
 }
 
 impl BrokerMetrics {
-    pub fn new(max_series: usize) -> BrokerMetrics {
+    pub fn new(max_series: usize, enabled: bool) -> BrokerMetrics {
         BrokerMetrics {
+            enabled,
             max_series: max_series.max(1),
             series: Mutex::new(Series::default()),
             stored: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            refreshed: tokio::sync::Mutex::new(None),
+            backlog: AtomicU64::new(0),
+            store_bytes: AtomicU64::new(0),
         }
     }
 
@@ -146,8 +161,11 @@ impl BrokerMetrics {
 
     /// Messages stored in `topic` (`sizes`: each one's body length).
     pub fn messages_in(&self, topic: &str, kind: TopicMessageType, sizes: &[usize]) {
-        let h = self.inbound(topic, kind);
         self.stored.fetch_add(sizes.len() as u64, Ordering::Relaxed);
+        if !self.enabled {
+            return;
+        }
+        let h = self.inbound(topic, kind);
         h.messages.increment(sizes.len() as u64);
         for &n in sizes {
             h.bytes.increment(n as u64);
@@ -160,20 +178,29 @@ impl BrokerMetrics {
         if count == 0 {
             return;
         }
-        let h = self.outbound(topic, group);
         self.delivered.fetch_add(count as u64, Ordering::Relaxed);
+        if !self.enabled {
+            return;
+        }
+        let h = self.outbound(topic, group);
         h.messages.increment(count as u64);
         h.bytes.increment(bytes as u64);
     }
 
     /// A message of `topic` moved to `group`'s dead-letter queue.
     pub fn dead_lettered(&self, topic: &str, group: &str) {
+        if !self.enabled {
+            return;
+        }
         self.outbound(topic, group).dead_lettered.increment(1);
     }
 
     /// One answered request: `protocol` is remoting, http or grpc; the codes are the
     /// protocol's own (a remoting request code, an HTTP route, a gRPC method).
     pub fn rpc(&self, protocol: &'static str, request: &str, response: &str, took: Duration) {
+        if !self.enabled {
+            return;
+        }
         let ms = took.as_secs_f64() * 1000.0;
         let Ok(mut s) = self.series.lock() else {
             return;
@@ -202,6 +229,9 @@ impl BrokerMetrics {
 
     /// Sets a gauge labelled by topic and consumer group (scrape-time figures).
     pub fn group_gauge(&self, name: &'static str, topic: &str, group: &str, value: f64) {
+        if !self.enabled {
+            return;
+        }
         let Ok(mut s) = self.series.lock() else {
             return;
         };
@@ -216,6 +246,10 @@ impl BrokerMetrics {
         let g = metrics::gauge!(name, "topic" => key.1.clone(), "consumer_group" => key.2.clone());
         g.set(value);
         s.gauges.insert(key, g);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Messages stored and delivered since start, and the connections open now.
@@ -288,7 +322,7 @@ mod tests {
 
     #[test]
     fn past_the_budget_new_label_sets_share_the_other_series() {
-        let m = BrokerMetrics::new(2);
+        let m = BrokerMetrics::new(2, true);
         m.messages_in("A", TopicMessageType::Normal, &[10]);
         m.messages_in("A", TopicMessageType::Normal, &[10, 20]);
         assert_eq!(m.series_in_use(), 1, "a known label set costs nothing more");

@@ -365,6 +365,23 @@ pub fn is_system_topic(topic: &str) -> bool {
         || is_retry_or_dlq(topic)
 }
 
+/// Apache's own consumer groups (MixAll's and the ONS ones), which listings of users'
+/// groups and counts leave out.
+pub fn is_system_group(group: &str) -> bool {
+    const SYSTEM: [&str; 9] = [
+        "SELF_TEST_C_GROUP",
+        "TOOLS_CONSUMER",
+        "FILTERSRV_CONSUMER",
+        "CID_ONS-HTTP-PROXY",
+        "CID_ONSAPI_PERMISSION",
+        "CID_ONSAPI_OWNER",
+        "CID_ONSAPI_PULL",
+        "CID_RMQ_SYS_TRANS",
+        "CID_SYS_RMQ_TRANS",
+    ];
+    SYSTEM.contains(&group) || group.starts_with("CID_RMQ_SYS_")
+}
+
 pub fn is_retry_or_dlq(topic: &str) -> bool {
     topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX)
 }

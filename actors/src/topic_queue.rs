@@ -333,7 +333,6 @@ pub struct TopicQueue {
     pending: Vec<AppendRecord>,
     pending_deletes: Vec<(&'static str, Vec<u8>)>,
     pending_waiters: Vec<Waiter>,
-    committed_gauge: metrics::Gauge,
 }
 
 /// An Append waiting for its share of a writer submission.
@@ -382,7 +381,6 @@ impl TopicQueue {
             pending: Vec::new(),
             pending_deletes: Vec::new(),
             pending_waiters: Vec::new(),
-            committed_gauge: metrics::gauge!("rocktor_queue_committed_offset", "topic" => topic.to_string(), "queue" => queue_id.to_string()),
             topic,
         }
     }
@@ -564,7 +562,6 @@ impl TopicQueue {
             self.stats.max.store(self.committed, Ordering::Release);
             // Pop consumers (invisible-time consumption) wait on this, not on parked pulls.
             self.stats.arrived.notify_waiters();
-            self.committed_gauge.set(self.committed as f64);
             self.wake_parked(&new_tags, ctx);
         }
     }

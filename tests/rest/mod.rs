@@ -135,6 +135,43 @@ async fn every_route_works_and_bad_input_is_a_4xx() {
         "TopicNotExist",
     );
     refused(&b, "GET", "/api/v1/nothing", "", 404, "NoSuchRoute");
+    refused(
+        &b,
+        "DELETE",
+        "/api/v1/topics/TBW102",
+        "",
+        400,
+        "InvalidArgument",
+    );
+    // What a page on another site could make a browser send: refused before anything runs.
+    let as_text = [("Content-Type".to_string(), "text/plain".to_string())];
+    let (code, text) = http_with(
+        b.http,
+        "POST",
+        "/api/v1/topics",
+        &as_text,
+        Some(r#"{"name":"Csrf1"}"#),
+    );
+    assert_eq!(code, 415, "{text}");
+    for h in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Origin", "null"),
+    ] {
+        let h = [(h.0.to_string(), h.1.to_string())];
+        let (code, text) = http_with(
+            b.http,
+            "POST",
+            "/api/v1/topics",
+            &h,
+            Some(r#"{"name":"Csrf2"}"#),
+        );
+        assert_eq!(code, 403, "{h:?}: {text}");
+        assert!(text.contains("CrossOriginRefused"), "{text}");
+    }
+    let same = [("Origin".to_string(), format!("http://{}", b.http))];
+    let (code, text) = http_with(b.http, "GET", "/api/v1/broker", &same, None);
+    assert_eq!(code, 200, "its own page's origin: {text}");
     refused(&b, "PATCH", "/api/v1/topics", "", 404, "NoSuchRoute");
     let t = must(
         &b,
@@ -392,6 +429,15 @@ async fn every_route_works_and_bad_input_is_a_4xx() {
         400,
         "InvalidArgument",
     );
+    let bad_time = r#"{"topic":"RestT","timestamp":-2}"#;
+    refused(
+        &b,
+        "POST",
+        "/api/v1/groups/RestG/reset-offset",
+        bad_time,
+        400,
+        "InvalidArgument",
+    );
     let dlq = must(&b, "GET", "/api/v1/groups/RestG/dlq", None, 200);
     assert_eq!(dlq["messages"], json!([]), "{dlq}");
     // No message went dead yet, so the group has no dead-letter topic to re-send from.
@@ -563,7 +609,7 @@ async fn with_acl_only_a_signed_admin_gets_in() {
     let (code, v) = call(&b, "GET", "/api/v1/topics", None);
     assert_eq!(
         (code, v["code"].clone()),
-        (400, json!("MissingAuthorizationHeader")),
+        (401, json!("MissingAuthorizationHeader")),
         "{v}"
     );
     let (code, v) = get("RestAdmin", "not-the-secret", "/api/v1/topics");

@@ -159,7 +159,8 @@ impl BrokerContext {
             guard: disk.clone(),
         })
         .start();
-        let metrics_max_series = settings.metrics_max_series;
+        let (metrics_max_series, metrics_enabled) =
+            (settings.metrics_max_series, settings.metrics_enabled);
         let ctx = BrokerContext {
             settings,
             registry,
@@ -181,7 +182,10 @@ impl BrokerContext {
                 request_modes,
             ))),
             handle_key: Arc::new(handle_key),
-            metrics: Arc::new(crate::metrics::BrokerMetrics::new(metrics_max_series)),
+            metrics: Arc::new(crate::metrics::BrokerMetrics::new(
+                metrics_max_series,
+                metrics_enabled,
+            )),
         };
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
             ctx.auto_create(TopicSpec {

@@ -6,6 +6,7 @@ use rocktor_actors::metrics::PROTOCOLS;
 use rocktor_actors::model;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -70,17 +71,12 @@ pub struct Overview {
 #[utoipa::path(operation_id = "broker_overview", get, path = "/api/v1/overview", tag = "broker",
     responses((status = 200, body = Overview), (status = 403, body = super::ErrorBody)))]
 pub async fn overview(Admin(b): Admin) -> RestResult {
+    // The backlog walks every group: computed at most once a second, shared with /metrics.
+    b.refresh_metrics().await;
     let totals = b.metrics.totals();
     let registry = b.registry.load_full();
-    let mut backlog = 0u64;
-    for g in registry.groups.values() {
-        for row in b.consume_stats(&g.config.name, None).await? {
-            backlog += row
-                .broker_offset
-                .saturating_sub(row.consumer_offset.max(0) as u64);
-        }
-    }
-    let store_bytes = b.store.live_data_size().unwrap_or(0);
+    let backlog = b.metrics.backlog.load(Ordering::Relaxed);
+    let store_bytes = b.metrics.store_bytes.load(Ordering::Relaxed);
     ok(Overview {
         now: rocktor_actors::now_ms(),
         messages_in: totals.messages_in,
@@ -95,7 +91,11 @@ pub async fn overview(Admin(b): Admin) -> RestResult {
             .keys()
             .filter(|t| !model::is_system_topic(t))
             .count(),
-        groups: registry.groups.len(),
+        groups: registry
+            .groups
+            .keys()
+            .filter(|g| !model::is_system_group(g))
+            .count(),
         backlog,
         disk_used_ratio: b.disk.used_ratio(),
         store_bytes,

@@ -66,7 +66,12 @@ pub async fn list(Admin(b): Admin) -> RestResult {
     names.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     let mut out = Vec::with_capacity(names.len());
     for g in names {
-        out.push(summary(&b, &g.config).await?);
+        match summary(&b, &g.config).await {
+            Ok(s) => out.push(s),
+            // Deleted while listed.
+            Err(BrokerError::GroupNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     ok(out)
 }
@@ -315,10 +320,15 @@ pub async fn reset_offset(
     group: web::Path<String>,
     Body(body): Body<ResetBody>,
 ) -> RestResult {
-    let target = if body.timestamp < 0 {
-        ResetTarget::Latest
-    } else {
-        ResetTarget::Timestamp(body.timestamp)
+    let target = match body.timestamp {
+        -1 => ResetTarget::Latest,
+        t if t >= 0 => ResetTarget::Timestamp(t),
+        t => {
+            return Err(BrokerError::InvalidParameter(format!(
+                "timestamp {t} is neither a store time (ms) nor -1 (the end of the queues)"
+            ))
+            .into())
+        }
     };
     let offsets = b
         .reset_offsets(&group, &body.topic, target, body.force.unwrap_or(true))
@@ -330,12 +340,15 @@ pub async fn reset_offset(
     ok(json!({"group": group.as_str(), "topic": body.topic, "queues": queues}))
 }
 
+/// Dead letters one listing shows at most (each with its body).
+const MAX_LISTED: usize = 1000;
+
 #[derive(Deserialize, IntoParams)]
 pub struct DlqQuery {
     /// Store time range (ms).
     from: Option<i64>,
     to: Option<i64>,
-    /// At most this many (default 100).
+    /// At most this many (default 100, at most 1000).
     max: Option<usize>,
 }
 
@@ -355,7 +368,7 @@ pub async fn dead_letters(
             &group,
             q.from.unwrap_or(0),
             q.to.unwrap_or(i64::MAX),
-            q.max.unwrap_or(100),
+            q.max.unwrap_or(100).min(MAX_LISTED),
         )
         .await?;
     let items: Vec<_> = letters

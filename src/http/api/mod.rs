@@ -162,19 +162,58 @@ impl ResponseError for RestError {
 
 impl From<BrokerError> for RestError {
     fn from(e: BrokerError) -> Self {
+        let status = match &e {
+            BrokerError::SystemBusy | BrokerError::LimitExceeded(_) => {
+                Some(StatusCode::TOO_MANY_REQUESTS)
+            }
+            BrokerError::WriteUnavailable(_) | BrokerError::ShuttingDown => {
+                Some(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            _ => None,
+        };
         let mut e = ApiError::from(e);
         // The messaging API's name for a missing group is its "consumer"; here it is a group.
         if e.code == "ConsumerNotExist" {
             e.code = "GroupNotExist";
+        }
+        if let Some(s) = status {
+            e.status = s;
         }
         RestError(e)
     }
 }
 
 impl From<ApiError> for RestError {
-    fn from(e: ApiError) -> Self {
+    /// The messaging API's statuses are the SDKs'; a REST client expects 401 for missing or
+    /// stale credentials.
+    fn from(mut e: ApiError) -> Self {
+        if matches!(e.code, "MissingAuthorizationHeader" | "TimeExpired") {
+            e.status = StatusCode::UNAUTHORIZED;
+        }
         RestError(e)
     }
+}
+
+/// Refuses what a browser sends on another site's behalf: a page elsewhere must not drive
+/// the API with the user's network position (a global allow list, or no ACL at all).
+fn same_origin(req: &HttpRequest) -> Result<(), RestError> {
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let cross = header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site");
+    // A browser names the page's origin on writes; it must be this host's (a sandboxed
+    // page's "null" never is).
+    let foreign_origin = header("origin").is_some_and(|o| {
+        o.split_once("://")
+            .is_none_or(|(_, rest)| Some(rest) != header("host"))
+    });
+    if cross || foreign_origin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CrossOriginRefused",
+            "the REST API answers requests from its own pages and from non-browser clients only",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn bad_input(message: impl Into<String>) -> actix_web::Error {
@@ -204,6 +243,7 @@ impl FromRequest for Admin {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(broker_of(req).and_then(|b| {
+            same_origin(req)?;
             authenticate(&b, req, Vec::new(), true)?;
             Ok(Admin(b))
         }))
@@ -226,8 +266,24 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             .get("x-mq-content-sha256")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_ascii_lowercase());
+        let json = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         let mut payload = payload.take();
         Box::pin(async move {
+            // Only JSON: a browser cannot send it cross-site without a CORS preflight, which
+            // this API never grants.
+            if !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    "the body must be Content-Type: application/json",
+                )
+                .into());
+            }
             let mut buf = Vec::new();
             while let Some(chunk) = payload.next().await {
                 let chunk =

@@ -1,4 +1,6 @@
 // rocktor dashboard: reads /api/v1 (see /api/v1/openapi.json), draws with uPlot.
+// Where the page is mounted ("/" standalone, a prefix when embedded); the API sits beside it.
+const BASE = new URL(".", location.href).pathname;
 // Everything shown is built with textContent, never innerHTML: topic names, keys and bodies
 // come from clients.
 "use strict";
@@ -63,7 +65,7 @@ class ApiError extends Error {
 }
 
 async function api(method, path, payload) {
-  const target = "/api/v1" + path;
+  const target = BASE + "api/v1" + path;
   const body = payload === undefined ? undefined : JSON.stringify(payload);
   const headers = body === undefined ? {} : { "content-type": "application/json" };
   const c = creds.get();
