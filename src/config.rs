@@ -11,12 +11,13 @@ use rocktor_storage::FlushMode;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Environment variables named `ROCKTOR_<KEY>` set config keys. Others with the prefix that name
 /// no key (`ROCKTOR_CONFIG`, the test harness's `ROCKTOR_PYTHON`, ...) are ignored.
 pub const ENV_PREFIX: &str = "ROCKTOR_";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -59,6 +60,14 @@ pub struct Config {
     pub metrics_max_series: usize,
     /// Whether the domain counts RocketMQ 5's metrics (off: `/metrics` has process figures only).
     pub metrics_enabled: bool,
+    /// One alarm point per this many ms.
+    pub alarm_interval_ms: u64,
+    /// While an alarm stays over its threshold, at most one notification per this many seconds.
+    pub alarm_period_secs: u64,
+    /// Where alarm notifications are POSTed (http:// or https://); empty for none.
+    pub alarm_webhook: String,
+    /// The alarm rules (`[[alarms]]` tables); the defaults when the file names none.
+    pub alarms: Vec<rocktor_actors::alarms::AlarmRule>,
     /// Long-poll pulls held at once by the whole broker; past it as above.
     pub max_parked_pulls: usize,
     /// Requests of one connection handled at once; past it the broker stops reading that
@@ -150,6 +159,10 @@ impl Default for Config {
             max_parked_pulls_per_connection: 4096,
             metrics_max_series: 100_000,
             metrics_enabled: true,
+            alarm_interval_ms: 60_000,
+            alarm_period_secs: 3600,
+            alarm_webhook: String::new(),
+            alarms: rocktor_actors::alarms::AlarmRule::defaults(),
             max_parked_pulls: 131_072,
             max_requests_per_connection: 1024,
             max_connection_write_queue_bytes: 64 << 20,
@@ -287,6 +300,13 @@ impl Config {
                     .into(),
             ));
         }
+        rocktor_actors::alarms::validate(&self.alarms).map_err(ConfigError::Invalid)?;
+        if self.alarm_interval_ms < 100 || self.alarm_period_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "alarm_interval_ms must be at least 100 and alarm_period_secs at least 1".into(),
+            ));
+        }
+        self.alarm_webhook().map_err(ConfigError::Invalid)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together: set both or neither".into(),
@@ -354,6 +374,25 @@ impl Config {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
+        }
+    }
+
+    /// The alarm webhook, if one is set (its URL checked).
+    pub fn alarm_webhook(&self) -> Result<Option<crate::webhook::Webhook>, String> {
+        match self.alarm_webhook.trim() {
+            "" => Ok(None),
+            url => crate::webhook::Webhook::parse(url).map(Some),
+        }
+    }
+
+    /// The alarm settings the domain runs with, but where notifications go (the webhook's
+    /// delivery task starts with the broker).
+    pub fn alarm_settings(&self) -> rocktor_actors::alarms::AlarmSettings {
+        rocktor_actors::alarms::AlarmSettings {
+            interval: Duration::from_millis(self.alarm_interval_ms.max(100)),
+            period: Duration::from_secs(self.alarm_period_secs.max(1)),
+            sink: None,
+            rules: self.alarms.clone(),
         }
     }
 

@@ -9,7 +9,9 @@ pub mod config;
 mod digest;
 pub mod grpc;
 pub mod http;
+pub mod migrate;
 pub mod remoting;
+pub mod webhook;
 
 pub use config::Config;
 pub use rocktor_actors::BrokerContext;
@@ -99,75 +101,95 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .clone()
 }
 
+/// Opens the store and starts the broker's domain, its actors without listeners: what a
+/// [`Broker`] serves, and what `rocktor import` and `rocktor export` drive. Must run inside an
+/// actix System.
+pub async fn open_context(config: &Config) -> Result<BrokerContext, StartError> {
+    config.validate()?;
+    let path = config.data_dir.join("store");
+    let store = {
+        let p = path.clone();
+        let flush = config.flush_mode;
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&p)
+                .map_err(|e| rocktor_storage::StorageError::Meta(e.to_string()))?;
+            rocktor_storage::Store::open(&p, flush)
+        })
+        .await
+        .map_err(|e| StartError::Broker(rocktor_actors::BrokerError::Storage(e.to_string())))?
+        .map_err(|source| StartError::Storage {
+            path: path.display().to_string(),
+            source,
+        })?
+    };
+    let mut settings = BrokerSettings {
+        cluster_name: config.cluster_name.clone(),
+        broker_name: config.broker_name.clone(),
+        broker_id: 0,
+        broker_addr: config.advertised_broker_addr(),
+        auto_create_topic: config.auto_create_topic,
+        auto_create_group: config.auto_create_group,
+        default_topic_queues: config.default_topic_queues,
+        max_message_size: config.max_message_size,
+        queue_limits: QueueLimits {
+            tail_entries: config.tail_cache_entries,
+            tail_bytes: config.tail_cache_bytes,
+            ..Default::default()
+        },
+        long_polling: config.long_polling,
+        enable_property_filter: config.enable_property_filter,
+        workers: config.workers(),
+        max_delay_ms: config.max_delay_ms.min(i64::MAX as u64) as i64,
+        max_parked_pulls: config.max_parked_pulls,
+        max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
+        metrics_max_series: config.metrics_max_series,
+        metrics_enabled: config.metrics_enabled,
+        max_group_members: config.max_group_members,
+        max_dlq_resend: config.max_dlq_resend,
+        txn: rocktor_actors::txn::TxnSettings {
+            timeout_ms: config.transaction_timeout_ms.min(i64::MAX as u64) as i64,
+            check_interval_ms: config.transaction_check_interval_ms.min(i64::MAX as u64) as i64,
+            max_checks: config.transaction_check_max,
+            ..Default::default()
+        },
+        lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
+        max_query_messages: config.max_query_messages,
+        retention: rocktor_actors::retention::RetentionSettings {
+            retention_ms: config
+                .retention_secs
+                .saturating_mul(1000)
+                .min(i64::MAX as u64) as i64,
+            interval: Duration::from_millis(config.retention_check_interval_ms),
+            clean_ratio: f64::from(config.disk_clean_percent) / 100.0,
+            refuse_ratio: f64::from(config.disk_refuse_percent) / 100.0,
+            resume_ratio: f64::from(config.disk_resume_percent) / 100.0,
+            probe: Default::default(),
+        },
+        region_id: config.region_id.clone(),
+        trace_on: config.trace_on,
+        acl: None,
+        http_consumer_window: Duration::from_secs(config.http_consumer_window_secs),
+        alarms: rocktor_actors::alarms::AlarmSettings {
+            sink: config
+                .alarm_webhook()
+                .map_err(|e| StartError::Config(config::ConfigError::Invalid(e)))?
+                .map(webhook::Webhook::start),
+            ..config.alarm_settings()
+        },
+    };
+    if let Some(path) = &config.acl {
+        settings.acl = Some(acl::load(path).map_err(StartError::Acl)?);
+    }
+    Ok(BrokerContext::start(settings, store).await?)
+}
+
 impl Broker {
     /// Opens storage, recovers, starts the actors and listeners. Must run inside an actix System.
     pub async fn start(config: Config) -> Result<Broker, StartError> {
-        config.validate()?;
-        let path = config.data_dir.join("store");
-        let store = {
-            let p = path.clone();
-            let flush = config.flush_mode;
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| rocktor_storage::StorageError::Meta(e.to_string()))?;
-                rocktor_storage::Store::open(&p, flush)
-            })
-            .await
-            .map_err(|e| StartError::Broker(rocktor_actors::BrokerError::Storage(e.to_string())))?
-            .map_err(|source| StartError::Storage {
-                path: path.display().to_string(),
-                source,
-            })?
-        };
+        // The recorder first: what the domain's actors publish as they start counts.
+        let metrics = metrics_handle();
+        let ctx = open_context(&config).await?;
         let broker_addr = config.advertised_broker_addr();
-        let settings = BrokerSettings {
-            cluster_name: config.cluster_name.clone(),
-            broker_name: config.broker_name.clone(),
-            broker_id: 0,
-            broker_addr,
-            auto_create_topic: config.auto_create_topic,
-            auto_create_group: config.auto_create_group,
-            default_topic_queues: config.default_topic_queues,
-            max_message_size: config.max_message_size,
-            queue_limits: QueueLimits {
-                tail_entries: config.tail_cache_entries,
-                tail_bytes: config.tail_cache_bytes,
-                ..Default::default()
-            },
-            long_polling: config.long_polling,
-            enable_property_filter: config.enable_property_filter,
-            workers: config.workers(),
-            max_delay_ms: config.max_delay_ms.min(i64::MAX as u64) as i64,
-            max_parked_pulls: config.max_parked_pulls,
-            max_parked_pulls_per_connection: config.max_parked_pulls_per_connection,
-            metrics_max_series: config.metrics_max_series,
-            metrics_enabled: config.metrics_enabled,
-            max_group_members: config.max_group_members,
-            max_dlq_resend: config.max_dlq_resend,
-            txn: rocktor_actors::txn::TxnSettings {
-                timeout_ms: config.transaction_timeout_ms.min(i64::MAX as u64) as i64,
-                check_interval_ms: config.transaction_check_interval_ms.min(i64::MAX as u64) as i64,
-                max_checks: config.transaction_check_max,
-                ..Default::default()
-            },
-            lock_expiry: Duration::from_millis(config.orderly_lock_expiry_ms),
-            max_query_messages: config.max_query_messages,
-            retention: rocktor_actors::retention::RetentionSettings {
-                retention_ms: config
-                    .retention_secs
-                    .saturating_mul(1000)
-                    .min(i64::MAX as u64) as i64,
-                interval: Duration::from_millis(config.retention_check_interval_ms),
-                clean_ratio: f64::from(config.disk_clean_percent) / 100.0,
-                refuse_ratio: f64::from(config.disk_refuse_percent) / 100.0,
-                resume_ratio: f64::from(config.disk_resume_percent) / 100.0,
-                probe: Default::default(),
-            },
-            region_id: config.region_id.clone(),
-            trace_on: config.trace_on,
-            acl: None,
-            http_consumer_window: Duration::from_secs(config.http_consumer_window_secs),
-        };
         let limits = remoting::connection::ConnectionLimits {
             max_requests_in_flight: config.max_requests_per_connection,
             max_write_queue_bytes: config.max_connection_write_queue_bytes,
@@ -175,11 +197,6 @@ impl Broker {
                 .then(|| Duration::from_secs(config.connection_idle_timeout_secs)),
             write_timeout: Duration::from_secs(config.connection_write_timeout_secs.max(1)),
         };
-        let mut settings = settings;
-        if let Some(path) = &config.acl {
-            settings.acl = Some(acl::load(path).map_err(StartError::Acl)?);
-        }
-        let ctx = BrokerContext::start(settings, store).await?;
         if let Some(path) = &config.acl {
             acl::watch(path.clone(), ctx.auth.clone());
         }
@@ -257,7 +274,7 @@ impl Broker {
             let addr = SocketAddr::new(config.listen, config.http_port);
             let server = http::start(
                 addr,
-                metrics_handle(),
+                metrics,
                 broker.ctx.clone(),
                 http::MessagingSettings::from_config(&config),
                 config.workers(),

@@ -3,11 +3,13 @@
 //! C++ client), an independent real client.
 
 mod acl;
+mod alarms;
 mod cancel;
 mod dashboard;
 mod grpc;
 mod hardening;
 mod http_api;
+mod migrate;
 mod observe;
 mod orderly;
 mod pop;

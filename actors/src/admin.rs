@@ -50,13 +50,20 @@ pub struct TimeSpan {
 
 impl BrokerContext {
     /// Creates or updates a topic on an admin's request: system topics are off limits and queue
-    /// counts must be 1..=MAX_QUEUES.
-    /// Creates or updates a topic. `attribute_changes` are Apache's `+key=value,-key` edits,
+    /// counts must be 1..=MAX_QUEUES. `attribute_changes` are Apache's `+key=value,-key` edits,
     /// applied to the topic's current attributes (an update keeps what it does not mention).
-    pub async fn create_topic(
+    pub async fn create_topic(&self, spec: TopicSpec, attribute_changes: &str) -> BrokerResult<()> {
+        self.create_topic_at(spec, attribute_changes, Vec::new())
+            .await
+    }
+
+    /// `create_topic`, where a new topic's queue `q` begins at `start_offsets[q]` instead of 0:
+    /// an import continues the offsets its groups committed on another broker.
+    pub async fn create_topic_at(
         &self,
         mut spec: TopicSpec,
         attribute_changes: &str,
+        start_offsets: Vec<u64>,
     ) -> BrokerResult<()> {
         model::validate_topic(&spec.name).map_err(BrokerError::InvalidParameter)?;
         let current = self
@@ -85,10 +92,27 @@ impl BrokerContext {
                 )));
             }
         }
+        if start_offsets
+            .iter()
+            .any(|o| *o > rocktor_storage::keys::MAX_QUEUE_BASE)
+        {
+            return Err(BrokerError::InvalidParameter(format!(
+                "a queue cannot start above offset {}",
+                rocktor_storage::keys::MAX_QUEUE_BASE
+            )));
+        }
+        if start_offsets.len() > spec.read_queues.max(spec.write_queues) as usize {
+            return Err(BrokerError::InvalidParameter(format!(
+                "{} start offsets for a topic of {} queues",
+                start_offsets.len(),
+                spec.read_queues.max(spec.write_queues)
+            )));
+        }
         self.broker
             .send(CreateTopic {
                 spec,
                 only_if_absent: false,
+                start_offsets,
             })
             .await??;
         Ok(())
@@ -151,7 +175,15 @@ impl BrokerContext {
         topics
     }
 
-    async fn offsets_of(group: &GroupHandle) -> BrokerResult<Vec<(String, u32, i64)>> {
+    /// A group's committed offsets: (topic, queue id, offset).
+    pub async fn committed_offsets(&self, group: &str) -> BrokerResult<Vec<(String, u32, i64)>> {
+        let g = self
+            .group(group)
+            .ok_or_else(|| BrokerError::GroupNotExist(group.to_string()))?;
+        Self::offsets_of(&g).await
+    }
+
+    pub(crate) async fn offsets_of(group: &GroupHandle) -> BrokerResult<Vec<(String, u32, i64)>> {
         Ok(group.addr.send(GetOffsets { topic: None }).await?)
     }
 
@@ -193,7 +225,7 @@ impl BrokerContext {
         Ok(self.consume_rows(&g, &offsets, topic))
     }
 
-    fn consume_rows(
+    pub(crate) fn consume_rows(
         &self,
         g: &GroupHandle,
         offsets: &[(String, u32, i64)],
@@ -243,6 +275,8 @@ impl BrokerContext {
     }
 
     async fn compute_scrape_gauges(&self) {
+        // At 0 until it counts, so dashboards and alerts on it have a series from the start.
+        metrics::counter!("rocktor_metrics_series_overflow_total").increment(0);
         let groups: Vec<_> = self.registry.load().groups.values().cloned().collect();
         let mut backlog = 0u64;
         // Ready messages by (group, topic), and the oldest unconsumed message of each lagging

@@ -78,6 +78,7 @@ pub struct BrokerSettings {
     /// A group counts as consumed over HTTP this long after its last HTTP consume; TCP
     /// consumers of it are refused meanwhile.
     pub http_consumer_window: std::time::Duration,
+    pub alarms: crate::alarms::AlarmSettings,
 }
 
 impl Default for BrokerSettings {
@@ -110,6 +111,7 @@ impl Default for BrokerSettings {
             trace_on: true,
             acl: None,
             http_consumer_window: std::time::Duration::from_secs(120),
+            alarms: Default::default(),
         }
     }
 }
@@ -387,6 +389,9 @@ pub struct CreateTopic {
     pub spec: TopicSpec,
     /// Auto-create: an existing topic wins and is returned unchanged.
     pub only_if_absent: bool,
+    /// Where each queue's offsets begin, by queue id, when the topic is new (an import from
+    /// another broker continues its offsets); ignored for a topic that exists.
+    pub start_offsets: Vec<u64>,
 }
 
 impl Message for CreateTopic {
@@ -427,6 +432,15 @@ impl Handler<CreateTopic> for BrokerActor {
                     keys::meta_key(MetaKind::Counter, "topic_id"),
                     self.next_topic_id.to_be_bytes().to_vec(),
                 ));
+                for (q, base) in msg.start_offsets.iter().enumerate() {
+                    if *base > 0 {
+                        batch.puts.push((
+                            cf::META,
+                            keys::queue_base_key(id, q as u32).to_vec(),
+                            base.to_be_bytes().to_vec(),
+                        ));
+                    }
+                }
                 id
             }
         };
@@ -485,6 +499,11 @@ impl Handler<DeleteTopic> for BrokerActor {
             cf::CQ,
             keys::cq_key(id, 0, 0).to_vec(),
             keys::cq_key(id.saturating_add(1), 0, 0).to_vec(),
+        ));
+        batch.delete_ranges.push((
+            cf::META,
+            keys::queue_base_key(id, 0).to_vec(),
+            keys::queue_base_key(id.saturating_add(1), 0).to_vec(),
         ));
         let persisted = self.persist(batch);
         AtomicResponse::new(Box::pin(persisted.into_actor(self).map(

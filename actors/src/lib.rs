@@ -15,6 +15,7 @@
 //! Actors never see wire formats and never call RocksDB on their own thread.
 
 pub mod admin;
+pub mod alarms;
 pub mod auth;
 pub mod broker;
 pub mod client_channel;

@@ -245,21 +245,20 @@ async fn submit(writer: &Writer, batch: AppendBatch) -> Result<(), BrokerError> 
     crate::error::written(writer.try_submit(batch)?.await).map(|_| ())
 }
 
-/// One pass; answers its report and what the next pass needs.
-async fn run_pass(p: PassInput) -> Result<(PassReport, Carried), BrokerError> {
-    let s = &p.settings;
-    // 1. Disk use, first: a writer that refuses (a full disk) must not stop the watermarks.
-    let (probe, path) = (s.probe.clone(), p.store.path().to_path_buf());
+/// Reads the data directory's disk use into the guard (the watermarks) and the gauges; on a
+/// failed reading the last one stands.
+async fn read_disk(store: &Store, s: &RetentionSettings, guard: &DiskGuard) -> f64 {
+    let (probe, path) = (s.probe.clone(), store.path().to_path_buf());
     let used = match tokio::task::spawn_blocking(move || (probe.0)(&path)).await {
         Ok(Ok(d)) => d.used_ratio(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot read the data directory's disk use");
-            p.guard.used_ratio()
+            guard.used_ratio()
         }
-        Err(_) => p.guard.used_ratio(),
+        Err(_) => guard.used_ratio(),
     };
     metrics::gauge!("rocktor_disk_used_ratio").set(used);
-    match p.guard.observe(used, s) {
+    match guard.observe(used, s) {
         Some(true) => tracing::error!(
             used = format!("{:.1}%", used * 100.0),
             "disk use is above the refuse watermark: new messages are refused until it falls below {:.0}%",
@@ -271,7 +270,15 @@ async fn run_pass(p: PassInput) -> Result<(PassReport, Carried), BrokerError> {
         ),
         None => {}
     }
-    metrics::gauge!("rocktor_disk_writes_refused").set(if p.guard.refused() { 1.0 } else { 0.0 });
+    metrics::gauge!("rocktor_disk_writes_refused").set(if guard.refused() { 1.0 } else { 0.0 });
+    used
+}
+
+/// One pass; answers its report and what the next pass needs.
+async fn run_pass(p: PassInput) -> Result<(PassReport, Carried), BrokerError> {
+    let s = &p.settings;
+    // 1. Disk use, first: a writer that refuses (a full disk) must not stop the watermarks.
+    let used = read_disk(&p.store, s, &p.guard).await;
     // While sends are refused the clean goes on whatever the marks, so a resume mark below
     // the clean mark cannot leave the broker refusing with nothing freeing space.
     let forced = used >= s.clean_ratio || p.guard.refused();
@@ -467,6 +474,16 @@ impl Actor for Retention {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        // The first reading at once, not a check interval after start: the watermarks and the
+        // gauge start from the disk as it is.
+        let (store, settings, guard) = (
+            self.store.clone(),
+            self.settings.clone(),
+            self.guard.clone(),
+        );
+        actix::spawn(async move {
+            read_disk(&store, &settings, &guard).await;
+        });
         // A crash between a pass's delete and its reclaim left the space to compactions: give
         // it back once at start (a no-op when there is nothing below the floor).
         let store = self.store.clone();

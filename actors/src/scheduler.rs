@@ -271,6 +271,24 @@ impl Scheduler {
     }
 }
 
+/// Scheduled messages and retry back-offs not yet due, by RocksDB's estimate (an exact count
+/// would scan the timer family), read on the blocking pool like every RocksDB call.
+pub async fn pending_estimate(store: Store) -> Option<u64> {
+    tokio::task::spawn_blocking(move || store.estimate_keys(cf::TIMER))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Sets `rocktor_scheduled_pending` from `pending_estimate`.
+fn publish_pending(store: Store) {
+    actix::spawn(async move {
+        if let Some(n) = pending_estimate(store).await {
+            metrics::gauge!("rocktor_scheduled_pending").set(n as f64);
+        }
+    });
+}
+
 impl Actor for Scheduler {
     type Context = Context<Self>;
 
@@ -279,16 +297,9 @@ impl Actor for Scheduler {
         // bursts of many producers.
         ctx.set_mailbox_capacity(16384);
         ctx.run_interval(TICK, |act, ctx| act.start_round(ctx));
+        publish_pending(self.store.clone());
         ctx.run_interval(Duration::from_secs(10), |act, _| {
-            // RocksDB's estimate (an exact count would scan the timer family), read on the
-            // blocking pool like every RocksDB call.
-            let store = act.store.clone();
-            actix::spawn(async move {
-                let n = tokio::task::spawn_blocking(move || store.estimate_keys(cf::TIMER)).await;
-                if let Ok(Ok(n)) = n {
-                    metrics::gauge!("rocktor_scheduled_pending").set(n as f64);
-                }
-            });
+            publish_pending(act.store.clone())
         });
     }
 }

@@ -698,6 +698,7 @@ async fn check_max_queue(
                 .send(CreateTopic {
                     spec: TopicSpec::single_queue(CHECK_MAX_TOPIC),
                     only_if_absent: true,
+                    start_offsets: Vec::new(),
                 })
                 .await??
         }

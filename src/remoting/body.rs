@@ -3,6 +3,7 @@
 
 use super::command::push_json_str;
 use rocktor_actors::admin::{ConsumeRow, QueueOffsets};
+use rocktor_actors::broker::TopicSpec;
 use rocktor_actors::consumer_group::{ConsumerInfo, GroupConnections, Subscription};
 use rocktor_actors::model::MessageModel;
 use rocktor_actors::model::{GroupConfig, TopicConfig};
@@ -56,6 +57,46 @@ pub fn data_version(counter: u64) -> Value {
     json!({"stateVersion": 0, "timestamp": rocktor_actors::now_ms(), "counter": counter})
 }
 
+/// TopicConfigSerializeWrapper: what GET_ALL_TOPIC_CONFIG answers and Apache's `topics.json`
+/// holds.
+pub fn topic_config_table<'a>(topics: impl Iterator<Item = &'a TopicConfig>) -> Value {
+    let table: Map<String, Value> = topics.map(|t| (t.name.clone(), topic_config(t))).collect();
+    let n = table.len() as u64;
+    json!({"topicConfigTable": table, "dataVersion": data_version(n)})
+}
+
+/// SubscriptionGroupWrapper: what GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers and Apache's
+/// `subscriptionGroup.json` holds.
+pub fn group_config_table<'a>(groups: impl Iterator<Item = &'a GroupConfig>) -> Value {
+    let table: Map<String, Value> = groups.map(|g| (g.name.clone(), group_config(g))).collect();
+    let n = table.len() as u64;
+    json!({"subscriptionGroupTable": table, "dataVersion": data_version(n)})
+}
+
+/// Reads a TopicConfig leniently (named `name` when it says no `topicName`); absent fields
+/// take Apache's defaults: 16 read and write queues, perm 6.
+pub fn parse_topic_config(name: &str, v: &Value) -> Option<TopicSpec> {
+    if !v.is_object() {
+        return None;
+    }
+    let i = |k: &str, d: i64| v.get(k).and_then(as_i64).unwrap_or(d);
+    let queues = |k: &str| i(k, 16).clamp(0, u32::MAX as i64) as u32;
+    let attributes = string_map(v.get("attributes"));
+    Some(TopicSpec {
+        name: v
+            .get("topicName")
+            .and_then(Value::as_str)
+            .unwrap_or(name)
+            .to_string(),
+        read_queues: queues("readQueueNums"),
+        write_queues: queues("writeQueueNums"),
+        perm: i("perm", 6).clamp(0, i32::MAX as i64) as i32,
+        topic_sys_flag: i("topicSysFlag", 0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+        order: v.get("order").and_then(as_bool).unwrap_or(false),
+        attributes,
+    })
+}
+
 pub fn group_config(g: &GroupConfig) -> Value {
     json!({"groupName": g.name, "consumeEnable": g.consume_enable, "consumeFromMinEnable": g.consume_from_min_enable,
            "consumeBroadcastEnable": g.consume_broadcast_enable, "consumeMessageOrderly": g.consume_message_orderly,
@@ -91,6 +132,17 @@ pub fn parse_group_config(v: &Value) -> Option<GroupConfig> {
         g.notify_consumer_ids_changed_enable,
     );
     Some(g)
+}
+
+/// A JSON object's string values (`attributes`); anything else is left out.
+pub fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn as_i64(v: &Value) -> Option<i64> {
@@ -402,6 +454,22 @@ pub fn kv_table(t: &BTreeMap<String, String>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_or_group_that_leaves_fields_out_takes_apaches_defaults() {
+        let t = parse_topic_config("T", &json!({"topicName": "T"})).unwrap();
+        assert_eq!((t.read_queues, t.write_queues, t.perm), (16, 16, 6));
+        let t = parse_topic_config(
+            "K",
+            &json!({"readQueueNums": "4", "attributes": {"message.type": "FIFO"}}),
+        )
+        .unwrap();
+        assert_eq!((t.name.as_str(), t.read_queues), ("K", 4));
+        assert_eq!(t.attributes["message.type"], "FIFO");
+        assert!(parse_topic_config("T", &json!([1])).is_none());
+        let g = parse_group_config(&json!({"groupName": "G"})).unwrap();
+        assert_eq!(g.retry_max_times, 16);
+    }
 
     #[test]
     fn lock_bodies() {

@@ -144,6 +144,31 @@ pub enum MetaKind {
     Secret = 6,
     /// How a group consumes a topic (pull or pop: SET_MESSAGE_REQUEST_MODE), by "group\0topic".
     RequestMode = 7,
+    /// Where a queue's offsets begin when it did not start at 0 (a topic imported from another
+    /// broker continues its offsets), by `queue_base_key`.
+    QueueBase = 8,
+    /// Alarm rules set at run time (JSON), under "rules".
+    AlarmRules = 9,
+}
+
+/// The largest base offset: far beyond any real queue, and room to count on from it (offsets
+/// travel as i64 on the wire).
+pub const MAX_QUEUE_BASE: u64 = 1 << 62;
+
+/// A stored base offset, if it is 8 bytes and at most `MAX_QUEUE_BASE`.
+pub fn parse_queue_base(v: &[u8]) -> Option<u64> {
+    let base = u64::from_be_bytes(v.try_into().ok()?);
+    (base <= MAX_QUEUE_BASE).then_some(base)
+}
+
+/// `meta` key of a queue's base offset: the kind byte, topic id, queue id (big-endian, so one
+/// range delete takes a topic's).
+pub fn queue_base_key(topic_id: u32, queue_id: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = MetaKind::QueueBase as u8;
+    k[1..5].copy_from_slice(&topic_id.to_be_bytes());
+    k[5..].copy_from_slice(&queue_id.to_be_bytes());
+    k
 }
 
 pub fn meta_key(kind: MetaKind, name: &str) -> Vec<u8> {

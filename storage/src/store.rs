@@ -293,8 +293,28 @@ impl Store {
         Ok(out)
     }
 
-    /// The first and next offset of one queue, by two seeks.
+    /// The first and next offset of one queue, by two seeks, never below its base offset (an
+    /// imported queue that holds nothing yet starts there).
     pub fn queue_bounds(&self, topic_id: u32, queue_id: u32) -> Result<QueueBounds> {
+        let stored = self.stored_queue_bounds(topic_id, queue_id)?;
+        let base = match self.get_meta(&keys::queue_base_key(topic_id, queue_id))? {
+            Some(v) => keys::parse_queue_base(&v).ok_or_else(|| StorageError::Corrupt {
+                cf: cf::META,
+                what: format!(
+                    "the base offset of topic id {topic_id} queue {queue_id} is not an offset \
+                     below 2^62 ({} bytes)",
+                    v.len()
+                ),
+            })?,
+            None => 0,
+        };
+        Ok(QueueBounds {
+            min: stored.min.max(base),
+            max: stored.max.max(base),
+        })
+    }
+
+    fn stored_queue_bounds(&self, topic_id: u32, queue_id: u32) -> Result<QueueBounds> {
         let cq = self.handle(cf::CQ)?;
         let prefix = keys::cq_prefix(topic_id, queue_id);
         let mut bounds = QueueBounds::default();
@@ -647,5 +667,31 @@ impl Store {
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let meta = self.handle(cf::META)?;
         Ok(self.db.get_cf(meta, key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_queue_with_a_base_starts_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), FlushMode::Sync).unwrap();
+        store
+            .put_meta(&keys::queue_base_key(3, 1), &15u64.to_be_bytes())
+            .unwrap();
+        let b = store.queue_bounds(3, 1).unwrap();
+        assert_eq!((b.min, b.max), (15, 15));
+        // Another queue of the topic, and the same queue id of another topic, start at 0.
+        assert_eq!(store.queue_bounds(3, 0).unwrap(), QueueBounds::default());
+        assert_eq!(store.queue_bounds(4, 1).unwrap(), QueueBounds::default());
+        store.put_meta(&keys::queue_base_key(3, 2), b"bad").unwrap();
+        let e = store.queue_bounds(3, 2).unwrap_err().to_string();
+        assert!(e.contains("topic id 3 queue 2"), "{e}");
+        store
+            .put_meta(&keys::queue_base_key(3, 3), &u64::MAX.to_be_bytes())
+            .unwrap();
+        assert!(store.queue_bounds(3, 3).is_err());
     }
 }

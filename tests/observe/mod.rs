@@ -97,3 +97,93 @@ async fn remoting_traffic_shows_under_rocketmq_5_names() {
     drop(c);
     drop(b);
 }
+
+/// Metric names in a PromQL expression: the identifiers of rocktor's own families.
+fn series_named(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| {
+            ["rocketmq_", "rocktor_", "process_"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_grafana_dashboard_names_only_series_the_broker_exports() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/rocktor.json"
+    ))
+    .expect("docs/grafana/rocktor.json");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut named = std::collections::BTreeSet::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        // Rows and text panels have no queries.
+        for t in p["targets"].as_array().into_iter().flatten() {
+            named.extend(series_named(t["expr"].as_str().unwrap_or_default()));
+        }
+    }
+    for v in dash["templating"]["list"].as_array().expect("variables") {
+        named.extend(series_named(v["definition"].as_str().unwrap_or_default()));
+    }
+    assert!(named.len() >= 15, "{named:?}");
+
+    // Traffic that makes every family appear: sends, a pull with a commit, a pop left
+    // unacked, a dead letter.
+    let b = BrokerProc::start("sync");
+    let c = connect(b.broker).await;
+    create_topic(&c, "GrafT", 1).await;
+    for _ in 0..4 {
+        let r = c
+            .request(send_v2("GrafT", 0, b"x", ""), TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    let got = pull_all(&c, "GrafG", "GrafT", 0).await;
+    assert_eq!(got.len(), 4);
+    let r = c
+        .request(commit_offset_req("GrafG", "GrafT", 0, 1), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0);
+    let r = c
+        .request(
+            crate::pop::pop_req("GrafPop", "GrafT", 2, 60_000, 0),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    let back = rocktor::client::request(
+        36,
+        &[
+            ("offset", got[0].physical_offset.to_string()),
+            ("group", "GrafG".into()),
+            ("delayLevel", "-1".into()),
+            ("originMsgId", "ORIG".into()),
+            ("maxReconsumeTimes", "16".into()),
+        ],
+    );
+    let r = c.request(back, TIMEOUT).await.unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+
+    let _ = http(b.http, "GET", "/metrics", None);
+    let (status, metrics) = http(b.http, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|n| !exported.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not on /metrics: {missing:?}\n{metrics}"
+    );
+}

@@ -18,7 +18,13 @@ const QUERY_ASSIGNMENT: i32 = 400;
 const NO_MESSAGE: i32 = 208;
 const PULL_NOT_FOUND: i32 = 19;
 
-fn pop_req(group: &str, topic: &str, max: u32, invisible_ms: u64, poll_ms: u64) -> RemotingCommand {
+pub(crate) fn pop_req(
+    group: &str,
+    topic: &str,
+    max: u32,
+    invisible_ms: u64,
+    poll_ms: u64,
+) -> RemotingCommand {
     request(
         POP,
         &[

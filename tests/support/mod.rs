@@ -75,6 +75,21 @@ impl BrokerProc {
             file_size_limit,
         };
         prepare(&b.data_dir());
+        // A port picked free may be taken before the broker binds it (by another test's
+        // connection or listener): pick again.
+        for _ in 0..4 {
+            match b.try_spawn() {
+                Err(log) if log.contains("Address already in use") => {
+                    let _ = std::fs::write(b.log_path(), "");
+                    b.namesrv = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    b.broker = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    b.http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                    b.grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                }
+                Err(log) => panic!("rocktor exited early: {log}"),
+                Ok(()) => return b,
+            }
+        }
         b.spawn();
         b
     }
@@ -89,6 +104,13 @@ impl BrokerProc {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("rocktor exited early: {log}");
+        }
+    }
+
+    /// Starts the process and waits until it listens; its log if it exited first.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -135,10 +157,11 @@ impl BrokerProc {
                 .iter()
                 .all(|a| TcpStream::connect(a).is_ok())
             {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("rocktor exited early with {status}: {}", self.log());
+                self.child = None;
+                return Err(format!("{status}: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

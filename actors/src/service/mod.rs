@@ -94,6 +94,8 @@ pub struct BrokerContext {
     pub handle_key: Arc<crate::pop::HandleKey>,
     /// RocketMQ 5's metrics, counted by the flows of every front end.
     pub metrics: Arc<crate::metrics::BrokerMetrics>,
+    /// The alarm rules and their state.
+    pub alarms: Addr<crate::alarms::Alarms>,
 }
 
 impl BrokerContext {
@@ -161,6 +163,13 @@ impl BrokerContext {
         .start();
         let (metrics_max_series, metrics_enabled) =
             (settings.metrics_max_series, settings.metrics_enabled);
+        let s4 = store.clone();
+        let alarm_rules =
+            tokio::task::spawn_blocking(move || crate::alarms::Alarms::stored_rules(&s4))
+                .await
+                .unwrap_or(None);
+        // The alarm actor reads the broker through a context that holds its own address.
+        let alarms_context = Context::<crate::alarms::Alarms>::new();
         let ctx = BrokerContext {
             settings,
             registry,
@@ -186,7 +195,13 @@ impl BrokerContext {
                 metrics_max_series,
                 metrics_enabled,
             )),
+            alarms: alarms_context.address(),
         };
+        alarms_context.run(crate::alarms::Alarms::new(
+            ctx.clone(),
+            ctx.settings.alarms.clone(),
+            alarm_rules,
+        ));
         if ctx.topic(model::DEFAULT_TOPIC).is_none() && ctx.settings.auto_create_topic {
             ctx.auto_create(TopicSpec {
                 name: model::DEFAULT_TOPIC.into(),
@@ -289,6 +304,7 @@ impl BrokerContext {
             .send(CreateTopic {
                 spec,
                 only_if_absent: true,
+                start_offsets: Vec::new(),
             })
             .timeout(MAILBOX_WAIT)
             .await?

@@ -11,6 +11,7 @@
 //! input.
 
 mod accounts;
+mod alarms;
 mod broker;
 mod groups;
 mod messages;
@@ -44,12 +45,13 @@ const MAX_BODY: usize = 1 << 20;
         groups::dead_letters, groups::resend_dead_letters,
         messages::search, messages::by_id, messages::body, messages::delivery, messages::trace,
         accounts::list, accounts::upsert, accounts::delete,
+        alarms::get, alarms::set_rules, alarms::reset_rules,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
     tags(
         (name = "broker"), (name = "topics"), (name = "groups"), (name = "messages"),
-        (name = "acl")
+        (name = "acl"), (name = "alarms")
     )
 )]
 struct ApiDoc;
@@ -100,6 +102,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/groups/{group}/dlq/resend",
                 web::post().to(groups::resend_dead_letters),
             )
+            .route("/alarms", web::get().to(alarms::get))
+            .route("/alarms/rules", web::put().to(alarms::set_rules))
+            .route("/alarms/rules", web::delete().to(alarms::reset_rules))
             .route("/acl/accounts", web::get().to(accounts::list))
             .route("/acl/accounts", web::post().to(accounts::upsert))
             .route(

@@ -11,7 +11,7 @@ use rocktor_actors::model::{PERM_READ, PERM_WRITE};
 use rocktor_actors::producers::ListProducers;
 use rocktor_actors::service::ResetTarget;
 use rocktor_actors::{BrokerContext, BrokerError, TopicSpec};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub async fn create_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
@@ -45,13 +45,9 @@ pub async fn delete_topic(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
 
 pub async fn all_topic_config(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let reg = b.registry.load();
-    let table: Map<String, Value> = reg
-        .topics
-        .values()
-        .map(|t| (t.config.name.clone(), body::topic_config(&t.config)))
-        .collect();
-    let v = json!({"topicConfigTable": table, "dataVersion": body::data_version(reg.topics.len() as u64),
-                   "topicQueueMappingDetailMap": {}, "mappingDataVersion": body::data_version(0)});
+    let mut v = body::topic_config_table(reg.topics.values().map(|t| &t.config));
+    v["topicQueueMappingDetailMap"] = json!({});
+    v["mappingDataVersion"] = body::data_version(0);
     let mut resp = RemotingCommand::response_to(req, 0).with_body(v.to_string().into_bytes());
     resp = resp.with_ext("totalTopicNum", reg.topics.len());
     Ok(Some(resp))
@@ -84,14 +80,9 @@ pub async fn upsert_group(b: &BrokerContext, req: &RemotingCommand) -> HandlerRe
 
 pub async fn all_group_config(b: &BrokerContext, req: &RemotingCommand) -> HandlerResult {
     let reg = b.registry.load();
-    let table: Map<String, Value> = reg
-        .groups
-        .values()
-        .map(|g| (g.config.name.clone(), body::group_config(&g.config)))
-        .collect();
     ok_json(
         req,
-        &json!({"subscriptionGroupTable": table, "dataVersion": body::data_version(reg.groups.len() as u64)}),
+        &body::group_config_table(reg.groups.values().map(|g| &g.config)),
     )
 }
 

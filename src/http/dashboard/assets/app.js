@@ -102,7 +102,7 @@ function status(text, bad) {
 
 // ---- views --------------------------------------------------------------------------------
 
-const views = ["overview", "topics", "groups", "messages", "dlq", "acl"];
+const views = ["overview", "topics", "groups", "messages", "dlq", "alarms", "acl"];
 function current() { const v = location.hash.slice(1); return views.includes(v) ? v : "overview"; }
 function show() {
   const v = current();
@@ -294,6 +294,30 @@ async function dlq(group) {
   };
 }
 
+// ---- alarms -------------------------------------------------------------------------------
+
+function alarmBadge(view) {
+  const firing = view.points.filter((p) => p.firing).length;
+  $("#alarms-firing").textContent = num(firing);
+  $("#alarm-count").textContent = String(firing);
+  $("#alarm-count").hidden = firing === 0;
+  return firing;
+}
+
+async function alarms() {
+  const a = await api("GET", "/alarms");
+  const firing = alarmBadge(a);
+  $("#alarms-state").textContent = `${firing} firing · a point every ${a.intervalMs / 1000} s · told again at most every ${a.periodMs / 1000} s · webhook ${a.webhook || "none"} · rules from ${a.rulesFrom === "api" ? "the REST API" : "the config file"}`;
+  fill("#alarm-points", a.points.map((p) => el("tr", { class: p.firing ? "firing" : "" }, el("td", {}, p.rule), el("td", {}, p.metric),
+    el("td", {}, p.subject), el("td", {}, num(p.value)), el("td", {}, num(p.threshold)), el("td", {}, String(p.over)),
+    el("td", {}, p.firing ? `FIRING since ${new Date(p.since).toLocaleString()}` : "ok"))));
+  fill("#alarm-rules", a.rules.map((r) => el("tr", {}, el("td", {}, r.name), el("td", {}, r.metric), el("td", {}, num(r.threshold)),
+    el("td", {}, String(r.points)), el("td", {}, r.group || (r.metric === "lag" || r.metric === "dlq_growth" ? "every group" : "")))));
+  fill("#alarm-events", a.events.map((e) => el("tr", { class: e.state === "firing" ? "firing" : "" }, el("td", {}, new Date(e.at).toLocaleString()),
+    el("td", {}, e.rule), el("td", {}, e.subject), el("td", {}, e.state + (e.repeated ? " (again)" : "")), el("td", {}, num(e.value)),
+    el("td", {}, e.notified ? "queued" : "–"))));
+}
+
 // ---- ACL ----------------------------------------------------------------------------------
 
 async function acl() {
@@ -314,7 +338,10 @@ async function guarded(p) {
   try { return await p; } catch (e) { status(`${e.code || ""} ${e.message}`, true); return null; }
 }
 
-const loaders = { overview: () => Promise.all([overview(), homeTopics()]), topics, groups, messages: async () => {}, dlq: async () => {}, acl };
+const loaders = {
+  overview: () => Promise.all([overview(), homeTopics(), api("GET", "/alarms").then(alarmBadge)]),
+  topics, groups, messages: async () => {}, dlq: async () => {}, alarms, acl,
+};
 
 async function refresh() {
   try {
@@ -329,7 +356,7 @@ async function start() {
   const info = await guarded(api("GET", "/broker"));
   if (info) $("#broker-name").textContent = `${info.clusterName} / ${info.brokerName} · ${info.brokerAddr} · v${info.version}`;
   show();
-  setInterval(() => { if (current() === "overview") refresh(); }, POLL_MS);
+  setInterval(() => { if (current() === "overview" || current() === "alarms") refresh(); }, POLL_MS);
 }
 
 start();
